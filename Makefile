@@ -1,0 +1,47 @@
+# scimflow: the two commands are `make demo` and `make test`. Every target bootstraps uv with pip
+# when it is missing, then syncs the locked environment.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PY := $(UV) run --frozen
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: help bootstrap demo test lint bench soak fmt clean
+
+help:
+	@echo "make demo   - run the whole sync on local emulators (Graph + SuperOffice) with a local Prefect"
+	@echo "make test   - run the test suite"
+	@echo "make lint   - ruff + mypy"
+	@echo "make bench  - benchmarks (writes bench/results.md)"
+	@echo "make soak   - bounded fault/crash soak (SOAK_SECONDS, default 300)"
+
+bootstrap: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+	@touch $@
+
+demo: bootstrap
+	$(PY) scimflow demo
+
+test: bootstrap
+	$(PY) pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: bootstrap
+	$(PY) ruff check .
+	$(PY) ruff format --check scimflow flows tasks
+	$(PY) mypy scimflow flows tasks
+
+fmt: bootstrap
+	$(PY) ruff check --fix .
+	$(PY) ruff format scimflow flows tasks
+
+bench: bootstrap
+	$(PY) python -m bench
+
+soak: bootstrap
+	$(PY) python -m tests.reliability.soak --seconds $${SOAK_SECONDS:-300}
+
+clean:
+	rm -rf .scimflow .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from scimflow.cli import main
+
+main()

@@ -1,0 +1,186 @@
+"""The ``scimflow`` command line (typer). It never imports Prefect.
+
+``sync`` and ``demo`` run the Prefect flow in a child process (``python -m flows.run``), so the core stays
+Prefect-free and a crash of the flow process cannot take the CLI's own state with it. Each verb imports
+its implementation lazily, so ``scimflow --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="scimflow",
+    help="Keep SuperOffice CRM users in step with Microsoft Entra ID: plan, preview, approve, apply.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+rules_app = typer.Typer(help="Check and test rule sets.", no_args_is_help=True)
+links_app = typer.Typer(help="Export or import the Entra-to-SuperOffice links of the state store.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(links_app, name="links")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The scimflow.yaml to use.")]
+RulesOpt = Annotated[Path | None, typer.Option("--rules", "-r", help="A rule set overriding the config's `rules`.")]
+
+
+def _exit(code: int) -> None:
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    interactive: Annotated[
+        bool, typer.Option("--interactive", help="Keep the Prefect UI up and wait for approval there.")
+    ] = False,
+    users: Annotated[int, typer.Option("--users", help="Size of the generated tenant.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated tenant.")] = 7,
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo keeps its files.")] = Path(".scimflow/demo"),
+) -> None:
+    """Emulators with a generated tenant + the whole flow on a local Prefect, approved from the command line."""
+    from scimflow.commands.demo_cmd import run_demo
+
+    _exit(run_demo(interactive=interactive, users=users, seed=seed, workdir=workdir))
+
+
+@app.command()
+def emulate(
+    write_config: Annotated[Path, typer.Option("--write-config", help="Where to write the config pointing at the emulators.")],
+    graph_data: Annotated[Path | None, typer.Option("--graph-data", help="Graph fixture (G.json).")] = None,
+    superoffice_data: Annotated[
+        Path | None, typer.Option("--superoffice-data", help="SuperOffice fixture (S.json).")
+    ] = None,
+    users: Annotated[int | None, typer.Option("--users", help="Generate a tenant of N users instead of reading files.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --users.")] = 0,
+    graph_port: Annotated[int | None, typer.Option("--graph-port")] = None,
+    superoffice_port: Annotated[int | None, typer.Option("--superoffice-port")] = None,
+    rules: RulesOpt = None,
+) -> None:
+    """Serve both emulators on loopback over HTTPS until stopped, and write a config that points at them."""
+    from scimflow.commands.emulate_cmd import run_emulate
+
+    if users is None and (graph_data is None or superoffice_data is None):
+        typer.echo("give --graph-data and --superoffice-data, or --users N", err=True)
+        _exit(1)
+    _exit(
+        run_emulate(
+            graph_data=graph_data,
+            superoffice_data=superoffice_data,
+            write_config=write_config,
+            users=users,
+            seed=seed,
+            graph_port=graph_port,
+            superoffice_port=superoffice_port,
+            rules=rules,
+        )
+    )
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = Path("scimflow.yaml"),
+    rules: RulesOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder for the plan files.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Read all Entra users even when a delta link is stored.")] = False,
+) -> None:
+    """Extract, validate and plan; write plan.jsonl, summary.json, plan.parquet. Exit 0 empty, 2 rows, 1 error."""
+    from scimflow.commands.plan_live import run_plan
+
+    _exit(run_plan(config=config, rules=rules, out=out, full=full))
+
+
+@app.command()
+def sync(
+    config: ConfigOpt = Path("scimflow.yaml"),
+    rules: RulesOpt = None,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve on the command line (recorded as such).")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="Sync one user (UPN) only.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="preview | approve | auto (default: approve)")] = None,
+    timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for approval.")] = 3600,
+) -> None:
+    """The whole flow as a Prefect flow run. Exit 0 all applied, 3 some not applied, 1 error."""
+    from scimflow.commands.sync_cmd import run_sync
+
+    _exit(run_sync(config=config, rules=rules, approve=approve, user=user, mode=mode, timeout=timeout))
+
+
+@app.command()
+def explain(
+    upn: Annotated[str, typer.Argument(help="The user's userPrincipalName.")],
+    config: ConfigOpt = Path("scimflow.yaml"),
+    rules: RulesOpt = None,
+) -> None:
+    """Why this user gets what it gets, rule by rule."""
+    from scimflow.commands.plan_live import run_explain
+
+    _exit(run_explain(config=config, rules=rules, upn=upn))
+
+
+@app.command()
+def doctor(config: ConfigOpt = Path("scimflow.yaml")) -> None:
+    """Check connectivity, permissions, clock and certificates, and say how to fix what is wrong."""
+    try:
+        from scimflow.commands.doctor_cmd import run_doctor
+    except ImportError:
+        typer.echo("scimflow doctor is not built yet.", err=True)
+        _exit(1)
+    _exit(run_doctor(config=config))
+
+
+@rules_app.command("check")
+def rules_check(
+    path: Annotated[Path, typer.Argument(help="The rule set (YAML).")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Resolve every named value against this tenant.")
+    ] = None,
+) -> None:
+    """Load and compile a rule set; with --config also resolve its values against the tenant. Exit 0/1."""
+    from scimflow.commands.plan_live import rules_check as check
+
+    _exit(check(path=path, config=config))
+
+
+@rules_app.command("test")
+def rules_test(path: Annotated[Path, typer.Argument(help="The rule set (YAML) with a `tests:` block.")]) -> None:
+    """Run the rule set's `tests:` block. Exit 0 when all pass, 1 otherwise."""
+    from scimflow.commands.rules_cmd import test
+
+    _exit(test(path))
+
+
+@links_app.command("export")
+def links_export(config: ConfigOpt = Path("scimflow.yaml")) -> None:
+    """Print the links as a JSON list of {"entra_id", "associate_id"}."""
+    from scimflow.commands.links_cmd import export_links
+
+    _exit(export_links(config))
+
+
+@links_app.command("import")
+def links_import(
+    file: Annotated[Path, typer.Argument(help="A JSON list of {\"entra_id\", \"associate_id\"}.")],
+    config: ConfigOpt = Path("scimflow.yaml"),
+) -> None:
+    """Import links (migrating from another provisioning tool, or restoring state)."""
+    from scimflow.commands.links_cmd import import_links
+
+    _exit(import_links(config, file))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Implementations of the CLI verbs: plain functions returning exit codes (no typer, no Prefect)."""

@@ -1,0 +1,395 @@
+"""The scimflow configuration file (``scimflow.yaml``): pydantic models, secret references, paths.
+
+Contract (ARCHITECTURE.md, Configuration): one YAML file validated by pydantic, with errors that name
+the key. Secrets are never literal: a secret-bearing value is a reference,
+
+- ``env:NAME`` reads an environment variable,
+- ``file:PATH`` reads a file (relative to the config file's folder),
+- ``prefect-secret:NAME`` reads a Prefect Secret block (resolved by a resolver the Prefect layer
+  registers; the core never imports Prefect).
+
+References are resolved only when used (:meth:`SecretRef.reveal`) and their values never appear in
+``repr``, ``str``, logs or exceptions. Relative paths (``rules``, ``ca_bundle``, ``file:`` secrets, a
+SQLite ``state_url``) resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "Budget",
+    "CertificateCredential",
+    "Config",
+    "ConfigError",
+    "EntraConfig",
+    "Guardrails",
+    "SecretRef",
+    "SuperOfficeConfig",
+    "load_config",
+    "register_secret_resolver",
+]
+
+_SECRET_RE = re.compile(r"^(env|file|prefect-secret):(.+)$")
+_SECRET_RESOLVERS: dict[str, Callable[[str], str]] = {}
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, malformed, or a reference cannot be resolved.
+
+    The message names the file and the key; it never contains a secret value.
+    """
+
+
+def register_secret_resolver(scheme: str, resolver: Callable[[str], str]) -> None:
+    """Register how to read secrets of ``scheme`` (used by the Prefect layer for ``prefect-secret``)."""
+    _SECRET_RESOLVERS[scheme] = resolver
+
+
+class SecretRef:
+    """A reference to a secret (``env:``, ``file:`` or ``prefect-secret:``), resolved on use.
+
+    ``str()`` and ``repr()`` show the reference, never the value.
+    """
+
+    __slots__ = ("_base", "kind", "target")
+
+    def __init__(self, ref: str, base: Path | None = None) -> None:
+        m = _SECRET_RE.match(ref.strip())
+        if not m:
+            msg = "must be a secret reference 'env:NAME', 'file:PATH' or 'prefect-secret:NAME', not a literal value"
+            raise ValueError(msg)
+        self.kind: str = m.group(1)
+        self.target: str = m.group(2).strip()
+        self._base = base
+
+    def with_base(self, base: Path) -> SecretRef:
+        """Return the same reference, resolving relative ``file:`` paths against ``base``."""
+        return SecretRef(f"{self.kind}:{self.target}", base)
+
+    @property
+    def path(self) -> Path | None:
+        """The file a ``file:`` reference points at, resolved; ``None`` for other kinds."""
+        if self.kind != "file":
+            return None
+        p = Path(self.target).expanduser()
+        if not p.is_absolute() and self._base is not None:
+            p = self._base / p
+        return p
+
+    def reveal(self) -> str:
+        """Read the secret now. Raises :class:`ConfigError` naming the reference (not the value)."""
+        if self.kind == "env":
+            value = os.environ.get(self.target)
+            if value is None:
+                msg = f"secret {self}: environment variable {self.target} is not set"
+                raise ConfigError(msg)
+            return value
+        if self.kind == "file":
+            path = self.path
+            assert path is not None
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                msg = f"secret {self}: cannot read {path}: {exc.strerror}"
+                raise ConfigError(msg) from None
+        resolver = _SECRET_RESOLVERS.get(self.kind)
+        if resolver is None:
+            msg = (
+                f"secret {self}: no resolver for '{self.kind}:' here "
+                "(prefect-secret references resolve inside Prefect flow runs and `scimflow sync`)"
+            )
+            raise ConfigError(msg)
+        try:
+            return resolver(self.target)
+        except Exception as exc:  # noqa: BLE001 - the resolver may raise anything; never echo a value
+            msg = f"secret {self}: {type(exc).__name__} while reading it"
+            raise ConfigError(msg) from None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+    def __repr__(self) -> str:
+        return f"SecretRef({self.kind}:{self.target!s})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretRef) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def _to_secret(value: Any) -> SecretRef:
+    if isinstance(value, SecretRef):
+        return value
+    if not isinstance(value, str):
+        msg = "must be a secret reference string such as 'env:NAME' or 'file:PATH'"
+        raise ValueError(msg)
+    return SecretRef(value)
+
+
+Secret = Annotated[SecretRef, Field(json_schema_extra={"type": "string"})]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+
+class CertificateCredential(_Model):
+    """A certificate credential for the Entra app: a private key (PEM) and its certificate's SHA-1 thumbprint."""
+
+    private_key: Secret
+    thumbprint: str
+    public_certificate: Secret | None = None
+    passphrase: Secret | None = None
+
+    @field_validator("private_key", "public_certificate", "passphrase", mode="before")
+    @classmethod
+    def _secret(cls, v: Any) -> SecretRef | None:
+        return None if v is None else _to_secret(v)
+
+
+class EntraConfig(_Model):
+    """Microsoft Entra ID (Graph) source settings."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: Secret | None = None
+    certificate: CertificateCredential | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com"
+    groups: list[str] = Field(default_factory=list, description="Optional scope: only transitive members of these groups")
+    page_size: int = Field(999, ge=1, le=999)
+    timeout: float = Field(30.0, gt=0)
+
+    @field_validator("client_secret", mode="before")
+    @classmethod
+    def _secret(cls, v: Any) -> SecretRef | None:
+        return None if v is None else _to_secret(v)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> EntraConfig:
+        if (self.client_secret is None) == (self.certificate is None):
+            msg = "give exactly one of client_secret or certificate"
+            raise ValueError(msg)
+        return self
+
+    @field_validator("authority_host", "graph_url")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        if not v.startswith("https://"):
+            msg = "must be an https:// URL"
+            raise ValueError(msg)
+        return v.rstrip("/")
+
+
+class SuperOfficeConfig(_Model):
+    """SuperOffice Web API target settings (system-user flow)."""
+
+    webapi_url: str
+    login_url: str
+    context_identifier: str
+    client_id: str | None = Field(None, description="The app's client id (the JWT audience); defaults to context-free validation")
+    client_secret: Secret
+    system_user_token: Secret
+    private_key: Secret
+    write_concurrency: int = Field(8, ge=1, le=64)
+    timeout: float = Field(30.0, gt=0)
+
+    @field_validator("client_secret", "system_user_token", "private_key", mode="before")
+    @classmethod
+    def _secret(cls, v: Any) -> SecretRef:
+        return _to_secret(v)
+
+    @field_validator("webapi_url", "login_url")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        if not v.startswith("https://"):
+            msg = "must be an https:// URL"
+            raise ValueError(msg)
+        return v.rstrip("/")
+
+
+_BUDGET_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+
+class Budget(_Model):
+    """A guardrail budget: an absolute count or a percentage of a base."""
+
+    value: float
+    percent: bool
+
+    @classmethod
+    def parse(cls, raw: Any) -> Budget:
+        if isinstance(raw, Budget):
+            return raw
+        if isinstance(raw, bool):
+            msg = "must be a count (e.g. 500) or a percentage (e.g. '5%')"
+            raise ValueError(msg)
+        if isinstance(raw, int | float):
+            if raw < 0:
+                msg = "must not be negative"
+                raise ValueError(msg)
+            return cls(value=float(raw), percent=False)
+        if isinstance(raw, str) and (m := _BUDGET_RE.match(raw)):
+            return cls(value=float(m.group(1)), percent=bool(m.group(2)))
+        msg = "must be a count (e.g. 500) or a percentage (e.g. '5%')"
+        raise ValueError(msg)
+
+    def limit(self, base: int) -> int:
+        """The largest allowed count against ``base`` (percentages round down)."""
+        if self.percent:
+            return int(base * self.value / 100.0)
+        return int(self.value)
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.percent else f"{int(self.value)}"
+
+
+class Guardrails(_Model):
+    """Guardrail budgets (contract keys: max_retire, max_changes, min_source_users, max_source_drop)."""
+
+    max_retire: Budget = Field(default_factory=lambda: Budget.parse("5%"))
+    max_changes: Budget = Field(default_factory=lambda: Budget.parse(500))
+    min_source_users: int = Field(1, ge=0)
+    max_source_drop: Budget = Field(default_factory=lambda: Budget.parse("20%"))
+
+    @field_validator("max_retire", "max_changes", "max_source_drop", mode="before")
+    @classmethod
+    def _budget(cls, v: Any) -> Budget:
+        return Budget.parse(v)
+
+
+class Config(_Model):
+    """The whole ``scimflow.yaml``. Build it with :func:`load_config`."""
+
+    entra: EntraConfig
+    superoffice: SuperOfficeConfig
+    ca_bundle: Path | None = None
+    rules: Path = Path("rules/default.yaml")
+    state_url: str = "sqlite:///.scimflow/state.db"
+    out_dir: Path = Path(".scimflow/out")
+    tenant: str | None = Field(None, description="A short name for this tenant (artifact keys); defaults from the context identifier")
+    guardrails: Guardrails = Field(default_factory=lambda: Guardrails())
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this config was loaded from, if any."""
+        return self._source
+
+    @property
+    def tenant_key(self) -> str:
+        """A lowercase, dash-only tenant name usable in Prefect artifact keys."""
+        raw = self.tenant or self.superoffice.context_identifier
+        return re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-") or "tenant"
+
+
+def _fmt_loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _rebase(config: Config, base: Path) -> Config:
+    """Resolve relative paths and ``file:`` secrets against ``base`` (the config file's folder)."""
+
+    def path(p: Path | None) -> Path | None:
+        if p is None:
+            return None
+        p = p.expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+
+    def secret(s: SecretRef | None) -> SecretRef | None:
+        return None if s is None else s.with_base(base)
+
+    e = config.entra
+    cert = e.certificate
+    if cert is not None:
+        cert = cert.model_copy(
+            update={
+                "private_key": secret(cert.private_key),
+                "public_certificate": secret(cert.public_certificate),
+                "passphrase": secret(cert.passphrase),
+            }
+        )
+    entra = e.model_copy(update={"client_secret": secret(e.client_secret), "certificate": cert})
+    so = config.superoffice
+    so = so.model_copy(
+        update={
+            "client_secret": secret(so.client_secret),
+            "system_user_token": secret(so.system_user_token),
+            "private_key": secret(so.private_key),
+        }
+    )
+    state_url = config.state_url
+    m = re.match(r"^(sqlite(?:\+\w+)?:///)(.+)$", state_url)
+    if m and m.group(2) != ":memory:" and not m.group(2).startswith("/"):
+        state_url = m.group(1) + str((base / m.group(2)).resolve())
+    return config.model_copy(
+        update={
+            "entra": entra,
+            "superoffice": so,
+            "ca_bundle": path(config.ca_bundle),
+            "rules": path(config.rules),
+            "out_dir": path(config.out_dir),
+            "state_url": state_url,
+        }
+    )
+
+
+def parse_config(data: Any, *, base: Path, source: str = "<config>") -> Config:
+    """Validate an already-parsed mapping into a :class:`Config`; errors name ``source`` and the key."""
+    if not isinstance(data, dict):
+        msg = f"{source}: the top level must be a mapping of keys (entra, superoffice, ...)"
+        raise ConfigError(msg)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: invalid configuration"]
+        for err in exc.errors(include_input=False, include_url=False):
+            lines.append(f"  {_fmt_loc(err['loc'])}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+    cfg = _rebase(cfg, base)
+    cfg._source = Path(source) if source != "<config>" else None
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Load and validate ``scimflow.yaml``.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, is not YAML, or does not validate. The message
+            names the file and each offending key (e.g. ``entra.client_secret``), never a secret value.
+    """
+    p = Path(path).expanduser().resolve()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"{p}: cannot read the configuration: {exc.strerror}"
+        raise ConfigError(msg) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        msg = f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        raise ConfigError(msg) from None
+    return parse_config(data, base=p.parent, source=str(p))
+
+
+Mode = Literal["preview", "approve", "auto"]

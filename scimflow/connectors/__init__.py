@@ -1,0 +1,1 @@
+"""Connectors: the Graph source, the SuperOffice target, and their shared HTTP seam."""

@@ -1,0 +1,262 @@
+"""The HTTP seam shared by every connector: TLS, client construction, and the one retry layer.
+
+- :func:`ssl_context` trusts the system CAs plus the config's extra ``ca_bundle``; verification is
+  always on (there is no switch to turn it off).
+- :func:`build_client` builds an ``httpx.Client``; tests and the demo inject a ``transport=``.
+- :func:`send` is the single retry layer (stamina): it retries transport errors, 429 and 5xx (honouring
+  ``Retry-After``, fractional seconds too), never 400/401/403/404, bounded in attempts and total time,
+  and translates what is left into the :mod:`scimflow.connectors.errors` tree.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import stamina
+
+from scimflow.connectors.errors import (
+    ConnectorError,
+    NotFoundError,
+    ThrottledError,
+    UpstreamError,
+    sanitize_url,
+)
+
+__all__ = [
+    "RetryPolicy",
+    "RetryableStatus",
+    "build_client",
+    "parse_retry_after",
+    "send",
+    "ssl_context",
+]
+
+log = logging.getLogger("scimflow.http")
+
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def ssl_context(ca_bundle: Path | str | None = None) -> ssl.SSLContext:
+    """An SSL context with the system trust store plus ``ca_bundle`` (if given). Verification stays on."""
+    ctx = ssl.create_default_context()
+    if ca_bundle is not None:
+        ctx.load_verify_locations(cafile=str(ca_bundle))
+    return ctx
+
+
+def build_client(
+    *,
+    base_url: str = "",
+    ca_bundle: Path | str | None = None,
+    timeout: float = 30.0,
+    transport: httpx.BaseTransport | None = None,
+    headers: dict[str, str] | None = None,
+    auth: httpx.Auth | None = None,
+    max_connections: int = 16,
+) -> httpx.Client:
+    """Build the ``httpx.Client`` a connector uses. ``transport`` is the test/emulator seam."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    kwargs: dict[str, Any] = {
+        "base_url": base_url,
+        "timeout": httpx.Timeout(timeout),
+        "headers": headers or {},
+        "auth": auth,
+        "follow_redirects": False,
+        "trust_env": False,  # REQUESTS_CA_BUNDLE & co. must not override our explicit trust store
+    }
+    if transport is not None:
+        kwargs["transport"] = transport
+    else:
+        kwargs["transport"] = httpx.HTTPTransport(verify=ssl_context(ca_bundle), limits=limits, retries=0)
+    return httpx.Client(**kwargs)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` header: seconds (possibly fractional) or an HTTP date. ``None`` if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds)
+
+
+class RetryableStatus(Exception):  # noqa: N818 - internal signal, never escapes send()
+    """Internal: a response whose status should be retried."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        super().__init__(f"retryable status {response.status_code}")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounds for the one retry layer. ``max_retry_after`` caps a single server-requested wait."""
+
+    attempts: int = 8
+    timeout: float = 120.0
+    wait_initial: float = 0.2
+    wait_max: float = 10.0
+    max_retry_after: float = 60.0
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def _backoff_hook(policy: RetryPolicy) -> Any:
+    def hook(exc: Exception) -> bool | float:
+        if isinstance(exc, RetryableStatus):
+            ra = parse_retry_after(exc.response.headers.get("Retry-After"))
+            if ra is not None:
+                return min(ra, policy.max_retry_after) or 0.001
+            return True
+        return isinstance(exc, httpx.TransportError) and not _is_tls_failure(exc)
+
+    return hook
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """True when a transport error is a certificate verification failure (never worth retrying)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _request_id(response: httpx.Response, request_id_header: str) -> str | None:
+    return response.headers.get(request_id_header) or response.headers.get("request-id")
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    request_id_header: str = "request-id",
+    ok_statuses: frozenset[int] | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send a request through the retry layer and return a response the caller can use.
+
+    Returns the response when it is 2xx or its status is in ``ok_statuses`` (for statuses the caller
+    interprets itself, such as 409 or 410). Retries transport errors, 429 and 5xx; raises
+    :class:`ThrottledError` / :class:`UpstreamError` once the budget is spent, :class:`NotFoundError`
+    for 404, and :class:`UpstreamError` for other 4xx. 401 is returned to the auth layer inside httpx
+    (``httpx.Auth`` flows re-authenticate there) and surfaces here only if it persists.
+    """
+    ok = ok_statuses or frozenset()
+    last: httpx.Response | None = None
+    try:
+        for attempt in stamina.retry_context(
+            on=_backoff_hook(policy),
+            attempts=policy.attempts,
+            timeout=policy.timeout,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+        ):
+            with attempt:
+                response = client.request(method, url, **kwargs)
+                last = response
+                if response.status_code in _RETRY_STATUSES and response.status_code not in ok:
+                    response.read()
+                    log.info(
+                        "%s %s -> %s (retrying)", method, sanitize_url(response.request.url), response.status_code
+                    )
+                    raise RetryableStatus(response)
+    except RetryableStatus as exc:
+        r = exc.response
+        cls = ThrottledError if r.status_code == 429 else UpstreamError
+        raise cls(
+            "gave up after retries",
+            method=method,
+            url=r.request.url,
+            status=r.status_code,
+            request_id=_request_id(r, request_id_header),
+        ) from None
+    except httpx.TransportError as exc:
+        if _is_tls_failure(exc):
+            raise UpstreamError(
+                "TLS certificate not trusted (verification stays on; set ca_bundle to the issuing CA)",
+                method=method,
+                url=_url_of(client, url),
+            ) from exc
+        raise UpstreamError(
+            f"transport error {type(exc).__name__}", method=method, url=_url_of(client, url)
+        ) from exc
+    assert last is not None
+    response = last
+    status = response.status_code
+    if 200 <= status < 300 or status in ok:
+        return response
+    response.read()
+    rid = _request_id(response, request_id_header)
+    if status == 404:
+        raise NotFoundError("not found", method=method, url=response.request.url, status=status, request_id=rid)
+    if status in (401, 403):
+        from scimflow.connectors.errors import AuthError
+
+        raise AuthError(
+            "not authorised" if status == 403 else "authentication refused",
+            method=method,
+            url=response.request.url,
+            status=status,
+            request_id=rid,
+        )
+    raise UpstreamError(
+        f"unexpected status: {_error_text(response)}",
+        method=method,
+        url=response.request.url,
+        status=status,
+        request_id=rid,
+    )
+
+
+def _url_of(client: httpx.Client, url: str) -> str:
+    try:
+        return str(client.base_url.join(url))
+    except Exception:  # noqa: BLE001 - only used for an error message
+        return url
+
+
+def _error_text(response: httpx.Response) -> str:
+    """A short description from a Graph or SuperOffice error body (never the request's secrets)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase or "error"
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            return f"{err.get('code', '')}: {str(err.get('message', ''))[:200]}".strip(": ")
+        if "Error" in body:
+            return f"{body.get('ErrorType', '')}: {str(body.get('Error', ''))[:200]}".strip(": ")
+    return response.reason_phrase or "error"
+
+
+def ensure(condition: bool, message: str, response: httpx.Response) -> None:
+    """Raise :class:`PayloadError` naming the request when a response body breaks the documented shape."""
+    if not condition:
+        from scimflow.connectors.errors import PayloadError
+
+        raise PayloadError(message, method=response.request.method, url=response.request.url, status=response.status_code)
+
+
+_ = ConnectorError  # re-exported for callers that catch the base class from here

@@ -1,0 +1,93 @@
+"""Serve an ASGI app with uvicorn over HTTPS on a loopback port, in a background thread.
+
+Used by ``scimflow emulate``, the demo and the tests (session-scoped servers over real sockets).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+__all__ = ["ServedApp", "free_port", "serve_in_thread", "wait_accepting"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_accepting(host: str, port: int, timeout: float = 20.0) -> None:
+    """Block until ``host:port`` accepts a TCP connection, or raise ``TimeoutError``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                msg = f"{host}:{port} did not accept connections within {timeout:.0f} s"
+                raise TimeoutError(msg) from None
+            time.sleep(0.05)
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # running in a thread: leave signals to the main thread
+        pass
+
+
+@dataclass
+class ServedApp:
+    """A running server: its origin (``https://127.0.0.1:PORT``) and a ``stop()``."""
+
+    host: str
+    port: int
+    server: Any = field(repr=False)
+    thread: threading.Thread = field(repr=False)
+
+    @property
+    def origin(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def serve_in_thread(
+    app: Any,
+    *,
+    certfile: str,
+    keyfile: str,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    log_level: str = "warning",
+) -> ServedApp:
+    """Start ``app`` on ``host:port`` (a free port when ``None``) with TLS; return once it accepts connections."""
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        msg = f"emulators listen on loopback only, not {host!r}"
+        raise ValueError(msg)
+    port = port or free_port(host)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+    server = _Server(config)
+    thread = threading.Thread(target=server.run, name=f"emulator-{port}", daemon=True)
+    thread.start()
+    wait_accepting(host, port)
+    return ServedApp(host=host, port=port, server=server, thread=thread)

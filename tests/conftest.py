@@ -1,0 +1,36 @@
+"""Shared test setup: Prefect-free by default, retries fast, the worked example's fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import stamina
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# Before anything can import prefect: no telemetry, no ephemeral server, a private home.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_retries():
+    """Retries wait nothing in tests, but still happen (attempts are real)."""
+    stamina.set_testing(True, attempts=8)
+    yield
+    stamina.set_testing(False)
+
+
+@pytest.fixture(scope="session")
+def graph_fixture() -> dict:
+    """The worked example's Graph tenant (G.json)."""
+    return json.loads((FIXTURES / "graph.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def superoffice_fixture() -> dict:
+    """The worked example's SuperOffice tenant (S.json)."""
+    return json.loads((FIXTURES / "superoffice.json").read_text())
