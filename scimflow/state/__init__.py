@@ -1,0 +1,33 @@
+"""The scimflow state store: links, runs, the apply journal, approvals and the Entra baseline.
+
+See :class:`StateStore`. The schema is managed by the Alembic migrations in ``migrations/``, applied in
+code when a store opens.
+"""
+
+from __future__ import annotations
+
+from scimflow.state._store import (
+    HEAD_REVISION,
+    RUN_STATUSES,
+    SUCCESSFUL_RUN_STATUSES,
+    Baseline,
+    JournalStatus,
+    LinkImportError,
+    RunStatus,
+    StateError,
+    StateStore,
+)
+from scimflow.state._tables import JOURNAL_STATUSES
+
+__all__ = [
+    "HEAD_REVISION",
+    "JOURNAL_STATUSES",
+    "RUN_STATUSES",
+    "SUCCESSFUL_RUN_STATUSES",
+    "Baseline",
+    "JournalStatus",
+    "LinkImportError",
+    "RunStatus",
+    "StateError",
+    "StateStore",
+]
