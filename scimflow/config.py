@@ -109,6 +109,10 @@ class SecretRef:
                 msg = f"secret {self}: cannot read {path}: {exc.strerror}"
                 raise ConfigError(msg) from None
         resolver = _SECRET_RESOLVERS.get(self.kind)
+        if resolver is None and self.kind == "prefect-secret":
+            import scimflow.prefect_secrets  # noqa: F401 - registers the REST resolver
+
+            resolver = _SECRET_RESOLVERS.get(self.kind)
         if resolver is None:
             msg = (
                 f"secret {self}: no resolver for '{self.kind}:' here "
@@ -117,6 +121,9 @@ class SecretRef:
             raise ConfigError(msg)
         try:
             return resolver(self.target)
+        except ConfigError as exc:
+            msg = f"secret {self}: {exc}"
+            raise ConfigError(msg) from None
         except Exception as exc:  # noqa: BLE001 - the resolver may raise anything; never echo a value
             msg = f"secret {self}: {type(exc).__name__} while reading it"
             raise ConfigError(msg) from None

@@ -69,8 +69,9 @@ def test_missing_secret_names_the_reference(tmp_path, monkeypatch):
         cfg.superoffice.private_key.reveal()
 
 
-def test_prefect_secret_without_resolver_is_a_clear_error():
-    """prefect-secret references outside a flow run say where they can be resolved."""
+def test_prefect_secret_without_api_is_a_clear_error(monkeypatch):
+    """Without PREFECT_API_URL a prefect-secret reference says why it cannot be read."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with pytest.raises(ConfigError, match="prefect-secret"):
         SecretRef("prefect-secret:so-app-token").reveal()
 

@@ -1,0 +1,1 @@
+"""Per-tenant deployment settings and the Prefect automations (notifications) of scimflow."""

@@ -1,0 +1,118 @@
+"""Notifications as code: Prefect automations for a failed sync and for a sync waiting for approval.
+
+Run once per Prefect server (idempotent: existing automations of the same name are replaced)::
+
+    python -m deployments.notifications --block <notification-block-name>
+
+``--block`` names any Prefect notification block (Slack, Microsoft Teams, e-mail, a custom webhook...)
+created beforehand in the UI or with ``prefect block create``. The automations match flow runs of the
+``sync-users`` flow:
+
+- ``scimflow: sync failed`` fires on a Failed or Crashed run;
+- ``scimflow: sync waiting for approval`` fires when a run pauses for its approval form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import dataclass
+
+from prefect.automations import Automation, EventTrigger, SendNotification
+from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
+
+__all__ = ["AUTOMATIONS", "AutomationSpec", "ensure_automations"]
+
+FLOW_NAME = "sync-users"
+
+
+@dataclass(frozen=True)
+class AutomationSpec:
+    """What one automation listens for and what its notification says."""
+
+    name: str
+    events: frozenset[str]
+    subject: str
+    body: str
+
+
+AUTOMATIONS: tuple[AutomationSpec, ...] = (
+    AutomationSpec(
+        name="scimflow: sync failed",
+        events=frozenset({"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}),
+        subject="scimflow: sync run {{ flow_run.name }} failed",
+        body=(
+            "The sync run {{ flow_run.name }} of {{ flow.name }} ended {{ flow_run.state.name }}.\n"
+            "Nothing further was applied. Open the run: {{ flow_run|ui_url }}"
+        ),
+    ),
+    AutomationSpec(
+        name="scimflow: sync waiting for approval",
+        events=frozenset({"prefect.flow-run.Paused"}),
+        subject="scimflow: sync run {{ flow_run.name }} waits for approval",
+        body=(
+            "The sync run {{ flow_run.name }} published its preview and waits for an approver.\n"
+            "Review the plan and fill in the approval form: {{ flow_run|ui_url }}"
+        ),
+    ),
+)
+
+
+def _automation(spec: AutomationSpec, block_document_id: object, flow_name: str) -> Automation:
+    return Automation(
+        name=spec.name,
+        description=f"scimflow notification for flow {flow_name!r}",
+        trigger=EventTrigger(
+            expect=set(spec.events),
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": flow_name},
+            posture="Reactive",
+            threshold=1,
+        ),
+        actions=[SendNotification(block_document_id=block_document_id, subject=spec.subject, body=spec.body)],
+    )
+
+
+async def ensure_automations(block_name: str, *, flow_name: str = FLOW_NAME) -> list[Automation]:
+    """Create (or replace) the scimflow automations, notifying through the block named ``block_name``."""
+    async with get_client() as client:
+        doc = None
+        for block_type in await client.read_block_types():
+            try:
+                doc = await client.read_block_document_by_name(block_name, block_type.slug)
+            except Exception:  # noqa: BLE001 - "not found" for this block type; try the next
+                continue
+            break
+        if doc is None:
+            msg = f"no notification block named {block_name!r} on this Prefect server"
+            raise LookupError(msg)
+        made = []
+        existing = {a.name: a for a in await client.read_automations()}
+        for spec in AUTOMATIONS:
+            if spec.name in existing:
+                await client.delete_automation(existing[spec.name].id)
+            made.append(await _automation(spec, doc.id, flow_name).acreate())
+        return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--block", required=True, help="name of the Prefect notification block to send through")
+    parser.add_argument("--flow", default=FLOW_NAME, help="flow name to watch (default: sync-users)")
+    args = parser.parse_args(argv)
+    try:
+        made = asyncio.run(ensure_automations(args.block, flow_name=args.flow))
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for a in made:
+        print(f"automation ready: {a.name} ({a.id})")
+    return 0
+
+
+_ = Block  # notification blocks are Block subclasses; imported for type context in docs
+
+if __name__ == "__main__":
+    sys.exit(main())
