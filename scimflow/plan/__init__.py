@@ -1,0 +1,28 @@
+"""The planner: matching, situations, diff, guardrails and plan files (vectorised in Polars).
+
+Usage::
+
+    plan = build_plan(entra, so, reference, ruleset, links, quarantine)
+    verdict = evaluate_guardrails(plan, config.guardrails, entra.height, store.last_successful_source_count())
+    plan_hash = write_plan_files(plan, verdict, out)
+"""
+
+from __future__ import annotations
+
+from scimflow.plan._files import plan_lines, write_plan_files
+from scimflow.plan._guardrails import CHANGE_CLASSES, GuardrailVerdict, evaluate_guardrails
+from scimflow.plan._planner import COUNT_KEYS, ROW_SCHEMA, Plan, build_plan
+from scimflow.plan.fixtures import frames_from_fixtures
+
+__all__ = [
+    "CHANGE_CLASSES",
+    "COUNT_KEYS",
+    "ROW_SCHEMA",
+    "GuardrailVerdict",
+    "Plan",
+    "build_plan",
+    "evaluate_guardrails",
+    "frames_from_fixtures",
+    "plan_lines",
+    "write_plan_files",
+]
