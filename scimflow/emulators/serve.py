@@ -85,6 +85,7 @@ def serve_in_thread(
         lifespan="off",
         timeout_keep_alive=30,
         backlog=2048,
+        timeout_graceful_shutdown=1,
     )
     server = _Server(config)
     thread = threading.Thread(target=server.run, name=f"emulator-{port}", daemon=True)
