@@ -1,0 +1,560 @@
+"""The apply engine: execute a saved, approved plan against SuperOffice, safely and resumably (no Prefect).
+
+What it guarantees:
+
+- **Exactly the approved plan.** Rows are read back from ``plan.jsonl`` and its sha256 must equal the
+  approved ``plan_hash`` (:class:`PlanChangedError` otherwise); nothing is re-planned here. Quarantine
+  and conflict rows are never applied; held classes and users are journalled as ``held``.
+- **No overwriting of concurrent edits.** Just before a chunk is written, its touched users are re-read in
+  one bulk request; a user whose current values are neither the plan's ``from`` (then it is written) nor
+  its ``to`` (then it is already done) has *drifted* and is held. Updates are sent as JSON Patch with
+  ``test`` operations as well, so a change landing between the re-read and the write is refused by the
+  server (``ConflictError`` → drifted).
+- **Resumable.** Every row's outcome is journalled under ``(plan_hash, key, action)`` before and after the
+  write; a rerun of the same plan skips what is ``applied``/``verified``, creates are idempotent on
+  ``UserName`` in the connector, and a row found already at its ``to`` values counts as already done.
+- **Bounded.** Rows are cut into at most :data:`MAX_CHUNKS` chunks; within a chunk at most
+  ``superoffice.write_concurrency`` writes run at once.
+- **Checked.** Afterwards the touched users are read back and compared with the plan's ``to`` values.
+
+The Prefect layer runs :func:`apply_chunk` once per chunk and :func:`finish_apply` once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from scimflow.connectors.errors import ConflictError, ConnectorError
+
+if TYPE_CHECKING:
+    from scimflow.config import Config
+    from scimflow.connectors.graph import DeltaLinks
+    from scimflow.frames import Reference
+    from scimflow.state import StateStore
+
+__all__ = [
+    "CHANGE_ACTIONS",
+    "MAX_CHUNKS",
+    "ApplyReport",
+    "PlanChangedError",
+    "PlanRow",
+    "RowResult",
+    "apply_chunk",
+    "chunk_rows",
+    "finish_apply",
+    "hold_rows",
+    "plan_file_hash",
+    "read_plan",
+    "split_held",
+]
+
+log = logging.getLogger(__name__)
+
+CHANGE_ACTIONS: tuple[str, ...] = ("create", "update", "retire", "reactivate")
+#: At most this many chunks (Prefect task runs) per apply, whatever the number of changes.
+MAX_CHUNKS = 10
+#: Chunks are at least this large (small plans make one or a few chunks).
+MIN_CHUNK = 25
+
+Outcome = Literal["applied", "already_done", "held", "drifted", "failed"]
+_CASELESS = frozenset({"user_name", "email"})
+
+
+class PlanChangedError(RuntimeError):
+    """``plan.jsonl`` on disk is not the plan that was approved (its hash differs): nothing is applied."""
+
+
+class PlanRow(BaseModel):
+    """One line of ``plan.jsonl``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str
+    key: str
+    entra_id: str | None = None
+    associate_id: int | None = None
+    rules: list[str] = Field(default_factory=list)
+    changes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    reason: str | None = None
+
+    def to_values(self) -> dict[str, Any]:
+        """``{field: to}`` of every change."""
+        return {k: v.get("to") for k, v in self.changes.items()}
+
+    def from_values(self) -> dict[str, Any]:
+        """``{field: from}`` of every change."""
+        return {k: v.get("from") for k, v in self.changes.items()}
+
+
+class RowResult(BaseModel):
+    """What happened to one plan row."""
+
+    key: str
+    action: str
+    outcome: Outcome
+    entra_id: str | None = None
+    associate_id: int | None = None
+    detail: str | None = None
+    verified: bool | None = None
+
+
+class ApplyReport(BaseModel):
+    """The result of applying a plan: counts and one :class:`RowResult` per change row."""
+
+    plan_hash: str
+    planned: int = Field(description="Change rows in the plan (create, update, retire, reactivate)")
+    applied: int = 0
+    already_done: int = 0
+    held: int = 0
+    drifted: int = 0
+    failed: int = 0
+    verified: int = 0
+    unverified: int = Field(0, description="Applied rows whose read-back differs from the plan's `to`")
+    rows: list[RowResult] = Field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every planned change is in SuperOffice (applied now or before)."""
+        return self.applied + self.already_done == self.planned
+
+    def outcomes(self) -> pl.DataFrame:
+        """Per-row outcomes as a frame (key, action, outcome, entra_id, associate_id, detail, verified)."""
+        schema = {
+            "key": pl.String,
+            "action": pl.String,
+            "outcome": pl.String,
+            "entra_id": pl.String,
+            "associate_id": pl.Int64,
+            "detail": pl.String,
+            "verified": pl.Boolean,
+        }
+        return pl.DataFrame([r.model_dump() for r in self.rows], schema=schema)
+
+    @classmethod
+    def from_results(cls, plan_hash: str, results: Iterable[RowResult], *, planned: int) -> ApplyReport:
+        rows = sorted(results, key=lambda r: (r.key, r.action))
+        counts = {
+            o: sum(1 for r in rows if r.outcome == o) for o in ("applied", "already_done", "held", "drifted", "failed")
+        }
+        return cls(
+            plan_hash=plan_hash,
+            planned=planned,
+            verified=sum(1 for r in rows if r.verified is True),
+            unverified=sum(1 for r in rows if r.verified is False),
+            rows=rows,
+            **counts,
+        )
+
+
+# --- reading and cutting the plan ---------------------------------------------------------------
+
+
+def plan_file_hash(out: Path) -> str:
+    """The sha256 (hex) of ``out/plan.jsonl``'s bytes."""
+    return hashlib.sha256((Path(out) / "plan.jsonl").read_bytes()).hexdigest()
+
+
+def read_plan(out: Path, plan_hash: str) -> list[PlanRow]:
+    """The rows of ``out/plan.jsonl``, after checking the file is exactly the approved plan."""
+    data = (Path(out) / "plan.jsonl").read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != plan_hash:
+        msg = f"{out}/plan.jsonl changed since it was approved (hash {actual[:12]}…, approved {plan_hash[:12]}…)"
+        raise PlanChangedError(msg)
+    return [PlanRow.model_validate_json(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def split_held(
+    rows: Sequence[PlanRow], hold_actions: Iterable[str] = (), hold_users: Iterable[str] = ()
+) -> tuple[list[PlanRow], list[PlanRow]]:
+    """Split the change rows into (to apply, held); quarantine and conflict rows are in neither."""
+    actions = {a.strip().lower() for a in hold_actions}
+    users = {u.strip().lower() for u in hold_users}
+    go: list[PlanRow] = []
+    held: list[PlanRow] = []
+    for row in rows:
+        if row.action not in CHANGE_ACTIONS:
+            continue
+        (held if row.action in actions or row.key in users else go).append(row)
+    return go, held
+
+
+def chunk_rows(
+    rows: Sequence[PlanRow], *, max_chunks: int = MAX_CHUNKS, min_size: int = MIN_CHUNK
+) -> list[list[PlanRow]]:
+    """Cut ``rows`` into at most ``max_chunks`` chunks of at least ``min_size`` rows (the last may be smaller)."""
+    if not rows:
+        return []
+    size = max(min_size, math.ceil(len(rows) / max_chunks))
+    return [list(rows[i : i + size]) for i in range(0, len(rows), size)]
+
+
+# --- comparing ----------------------------------------------------------------------------------
+
+
+def _norm(field: str, value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return frozenset(str(v) for v in value)
+    if field == "secondary_groups" and value is None:
+        return frozenset()
+    if field == "confidential" and value is None:
+        return False
+    if isinstance(value, str):
+        v = value.strip().lower() if field in _CASELESS else value
+        return v if v != "" else None
+    return value
+
+
+def _current_value(current: dict[str, Any], field: str) -> Any:
+    if field == "active":
+        retired = current.get("retired")
+        return None if retired is None else not retired
+    return current.get(field)
+
+
+def _matches(current: dict[str, Any], values: dict[str, Any]) -> bool:
+    return all(_norm(f, _current_value(current, f)) == _norm(f, v) for f, v in values.items())
+
+
+def _differences(current: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    return [f for f, v in values.items() if _norm(f, _current_value(current, f)) != _norm(f, v)]
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _write(target: Any, ref: Reference, row: PlanRow) -> RowResult:
+    """Send one row's change to SuperOffice; connector errors become a ``drifted``/``failed`` result."""
+    base = {"key": row.key, "action": row.action, "entra_id": row.entra_id, "associate_id": row.associate_id}
+    try:
+        if row.action == "create":
+            fields = {k: v for k, v in row.to_values().items() if v is not None and k != "active"}
+            new_id = int(target.create_user(fields, ref))
+            return RowResult(**{**base, "associate_id": new_id}, outcome="applied")
+        aid = row.associate_id
+        if aid is None:
+            return RowResult(**base, outcome="failed", detail="no associate_id in the plan row")
+        other = {k: v for k, v in row.changes.items() if k != "active"}
+        active = row.changes.get("active")
+        if active is not None and active.get("to") is False:
+            if other:
+                target.update_user(aid, other, ref)
+            target.retire(aid)
+        elif active is not None and active.get("to") is True:
+            target.reactivate(aid)
+            if other:
+                target.update_user(aid, other, ref)
+        elif other:
+            target.update_user(aid, other, ref)
+        return RowResult(**base, outcome="applied")
+    except ConflictError as exc:
+        return RowResult(**base, outcome="drifted", detail=f"changed in SuperOffice during the write: {exc}")
+    except ConnectorError as exc:
+        return RowResult(**base, outcome="failed", detail=str(exc))
+
+
+def _records(frame: pl.DataFrame) -> dict[int, dict[str, Any]]:
+    return {int(r["associate_id"]): r for r in frame.iter_rows(named=True) if r.get("associate_id") is not None}
+
+
+def _mark(store: StateStore, plan_hash: str, results: Iterable[RowResult]) -> None:
+    status = {"applied": "applied", "already_done": "applied", "held": "held", "drifted": "drifted", "failed": "failed"}
+    store.journal_mark_many(
+        plan_hash, [(r.key, r.action, status[r.outcome], r.detail, r.associate_id) for r in results]
+    )
+
+
+def hold_rows(
+    store: StateStore, plan_hash: str, rows: Iterable[PlanRow], *, why: str, run_id: str | None = None
+) -> list[RowResult]:
+    """Journal ``rows`` as ``held`` (by the form, or over a guardrail budget) and return their results."""
+    rows = list(rows)
+    store.journal_begin(plan_hash, [r.model_dump() for r in rows], run_id=run_id)
+    results = [
+        RowResult(
+            key=r.key, action=r.action, entra_id=r.entra_id, associate_id=r.associate_id, outcome="held", detail=why
+        )
+        for r in rows
+    ]
+    _mark(store, plan_hash, results)
+    return results
+
+
+def apply_chunk(
+    config: Config,
+    store: StateStore,
+    plan_hash: str,
+    rows: Sequence[PlanRow],
+    *,
+    target: Any = None,
+    run_id: str | None = None,
+    on_result: Callable[[RowResult], None] | None = None,
+) -> list[RowResult]:
+    """Apply one chunk of change rows: journal, re-read touched users, hold drift, write, journal.
+
+    ``target`` defaults to a :class:`~scimflow.connectors.superoffice.SuperOfficeTarget` built from
+    ``config`` (and closed afterwards). Errors other than the connector's per-row errors propagate; the
+    journal then still says ``pending`` for the rows in flight, and a rerun sorts them out.
+    """
+    own = target is None
+    if own:
+        from scimflow.connectors.superoffice import SuperOfficeTarget
+
+        target = SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
+    try:
+        return _apply_chunk(config, store, plan_hash, rows, target, run_id, on_result)
+    finally:
+        if own:
+            target.close()
+
+
+def _apply_chunk(
+    config: Config,
+    store: StateStore,
+    plan_hash: str,
+    rows: Sequence[PlanRow],
+    target: Any,
+    run_id: str | None,
+    on_result: Callable[[RowResult], None] | None,
+) -> list[RowResult]:
+    store.journal_begin(plan_hash, [r.model_dump() for r in rows], run_id=run_id)
+    done = store.journal_status(plan_hash)
+    results: list[RowResult] = []
+    todo: list[PlanRow] = []
+    for row in rows:
+        if done.get((row.key, row.action)) in ("applied", "verified"):
+            results.append(
+                RowResult(
+                    key=row.key,
+                    action=row.action,
+                    entra_id=row.entra_id,
+                    associate_id=row.associate_id,
+                    outcome="already_done",
+                    detail="journalled as applied",
+                )
+            )
+        else:
+            todo.append(row)
+
+    # Re-read every touched user in one request, just before writing: drift is held, never overwritten.
+    ids = sorted({r.associate_id for r in todo if r.action != "create" and r.associate_id is not None})
+    current = _records(target.read_users_by_id(ids)) if ids else {}
+    writes: list[PlanRow] = []
+    for row in todo:
+        base = {"key": row.key, "action": row.action, "entra_id": row.entra_id, "associate_id": row.associate_id}
+        if row.action == "create":
+            writes.append(row)
+            continue
+        now = current.get(row.associate_id) if row.associate_id is not None else None
+        if now is None:
+            results.append(RowResult(**base, outcome="drifted", detail="the user is gone from SuperOffice"))
+        elif _matches(now, row.to_values()):
+            results.append(RowResult(**base, outcome="already_done", detail="already at the planned values"))
+        elif _matches(now, row.from_values()):
+            writes.append(row)
+        else:
+            fields = ", ".join(_differences(now, row.from_values()))
+            results.append(
+                RowResult(**base, outcome="drifted", detail=f"changed in SuperOffice since the plan: {fields}")
+            )
+    _mark(store, plan_hash, results)
+
+    if writes:
+        ref = target.read_reference()
+        workers = max(1, min(config.superoffice.write_concurrency, len(writes)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scimflow-apply") as pool:
+            futures = [pool.submit(_write, target, ref, row) for row in writes]
+            for future in as_completed(futures):
+                result = future.result()
+                _mark(store, plan_hash, [result])
+                if (
+                    result.action == "create"
+                    and result.outcome == "applied"
+                    and result.entra_id
+                    and result.associate_id
+                ):
+                    store.upsert_links([(result.entra_id, result.associate_id)])
+                if on_result is not None:
+                    on_result(result)
+                results.append(result)
+    counts = {o: sum(1 for r in results if r.outcome == o) for o in ("applied", "already_done", "drifted", "failed")}
+    log.info("chunk of %d rows: %s", len(rows), ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return results
+
+
+# --- after the chunks ---------------------------------------------------------------------------
+
+
+def verify(target: Any, rows: Sequence[PlanRow], results: Sequence[RowResult]) -> list[RowResult]:
+    """Read back the users written and compare them with the plan's ``to`` values (sets ``verified``)."""
+    by_key = {(r.key, r.action): r for r in rows}
+    written = {
+        (r.key, r.action) for r in results if r.outcome in ("applied", "already_done") and r.associate_id is not None
+    }
+    ids = sorted({int(r.associate_id) for r in results if (r.key, r.action) in written and r.associate_id is not None})
+    current = _records(target.read_users_by_id(ids)) if ids else {}
+    out: list[RowResult] = []
+    for r in results:
+        row = by_key.get((r.key, r.action))
+        if (r.key, r.action) not in written or row is None or r.associate_id is None:
+            out.append(r)
+            continue
+        now = current.get(r.associate_id)
+        ok = now is not None and _matches(now, row.to_values())
+        detail = r.detail
+        if not ok:
+            missing = "not found" if now is None else ", ".join(_differences(now, row.to_values()))
+            detail = f"read-back differs from the plan: {missing}"
+        out.append(r.model_copy(update={"verified": ok, "detail": detail}))
+    return out
+
+
+def finish_apply(
+    config: Config,
+    store: StateStore,
+    plan_hash: str,
+    rows: Sequence[PlanRow],
+    results: Sequence[RowResult],
+    *,
+    matched_pairs: pl.DataFrame | None = None,
+    entra_frame: pl.DataFrame | None = None,
+    entra_links: DeltaLinks | None = None,
+    target: Any = None,
+) -> ApplyReport:
+    """Verify, write the links, and (when nothing failed) advance the Entra baseline; return the report.
+
+    ``rows`` are the plan's rows (all of them); ``results`` every chunk's and the held rows' results.
+    """
+    own = target is None
+    if own:
+        from scimflow.connectors.superoffice import SuperOfficeTarget
+
+        target = SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
+    try:
+        checked = verify(target, rows, results)
+    finally:
+        if own:
+            target.close()
+    verified = [r for r in checked if r.verified]
+    if verified:
+        store.journal_mark_many(plan_hash, [(r.key, r.action, "verified", None, r.associate_id) for r in verified])
+
+    pairs: list[tuple[str, int]] = []
+    if matched_pairs is not None and matched_pairs.height:
+        pairs.extend(
+            (str(e), int(a)) for e, a in matched_pairs.select("entra_id", "associate_id").drop_nulls().iter_rows()
+        )
+    pairs.extend(
+        (r.entra_id, r.associate_id)
+        for r in checked
+        if r.action == "create" and r.outcome in ("applied", "already_done") and r.entra_id and r.associate_id
+    )
+    if pairs:
+        store.upsert_links(pairs)
+
+    planned = sum(1 for r in rows if r.action in CHANGE_ACTIONS)
+    report = ApplyReport.from_results(plan_hash, checked, planned=planned)
+    if report.failed == 0 and entra_frame is not None and entra_links is not None:
+        store.save_baseline(config.tenant_key, entra_frame, entra_links.users, entra_links.groups)
+    log.info(
+        "apply finished: %d applied, %d already done, %d held, %d drifted, %d failed, %d verified",
+        report.applied,
+        report.already_done,
+        report.held,
+        report.drifted,
+        report.failed,
+        report.verified,
+    )
+    return report
+
+
+def plan_rows_json(rows: Sequence[PlanRow]) -> str:
+    """The rows as JSON lines (for tests and tools)."""
+    return "\n".join(json.dumps(r.model_dump(), sort_keys=True) for r in rows)
+
+
+# --- the run's outcome (shared by the flow, ``scimflow sync`` and the demo) -----------------------
+
+SyncStatus = Literal[
+    "preview",
+    "nothing_to_do",
+    "applied",
+    "partial",
+    "rejected",
+    "timed_out",
+    "source_unhealthy",
+    "failed",
+    "plan_changed",
+]
+_EXIT: dict[str, int] = {
+    "nothing_to_do": 0,
+    "applied": 0,
+    "partial": 3,
+    "rejected": 3,
+    "timed_out": 3,
+    "source_unhealthy": 1,
+    "failed": 1,
+    "plan_changed": 1,
+}
+_RUN_STATUS: dict[str, str] = {
+    "applied": "completed",
+    "nothing_to_do": "completed",
+    "partial": "partial",
+    "rejected": "rejected",
+    "timed_out": "rejected",
+    "source_unhealthy": "source_unhealthy",
+    "failed": "failed",
+    "plan_changed": "failed",
+    "preview": "completed",
+}
+
+
+class SyncResult(BaseModel):
+    """How a sync run ended; ``exit_code`` follows the ``scimflow sync`` contract (0 / 3 / 1)."""
+
+    status: SyncStatus
+    plan_hash: str
+    plan_dir: str
+    counts: dict[str, int] = Field(default_factory=dict)
+    guardrails: dict[str, Any] = Field(default_factory=dict)
+    report: ApplyReport | None = None
+    approver: str | None = None
+    comment: str | None = None
+    flow_run_id: str | None = None
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def change_rows(self) -> int:
+        return sum(int(self.counts.get(a, 0)) for a in CHANGE_ACTIONS)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all applied or nothing to do; 3 some planned changes not applied; 1 error or unhealthy source."""
+        if self.status == "preview":
+            return 0 if self.change_rows == 0 else 3
+        return _EXIT[self.status]
+
+    @property
+    def run_status(self) -> str:
+        """The state store's run status for this outcome."""
+        return _RUN_STATUS[self.status]
+
+
+def status_of(report: ApplyReport) -> SyncStatus:
+    """``failed`` when a write failed, ``nothing_to_do``/``applied`` when everything is in, else ``partial``."""
+    if report.failed:
+        return "failed"
+    if report.planned == 0:
+        return "nothing_to_do"
+    return "applied" if report.complete else "partial"

@@ -1,0 +1,209 @@
+"""``scimflow sync``: the whole flow as a Prefect flow run, in a child process (``python -m flows.run``).
+
+Against ``PREFECT_API_URL`` when it is set; otherwise against a local Prefect server started for the run
+(``prefect server start`` on a free loopback port, SQLite under ``.scimflow/prefect`` next to the config,
+scheduler and analytics off) and stopped afterwards. This module never imports Prefect: the server and
+the flow are separate processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+
+from scimflow.emulators.serve import free_port
+
+__all__ = ["LocalPrefectServer", "flow_command", "prefect_env", "run_sync", "state_folder"]
+
+#: Seconds to wait for a fresh Prefect server (30 s is typical on 2 cores with a fresh database).
+SERVER_START_TIMEOUT = 120.0
+
+
+def prefect_env(home: Path | None = None, api_url: str | None = None) -> dict[str, str]:
+    """The environment for Prefect processes: no telemetry, a private home, the API to use."""
+    env = dict(os.environ)
+    env["DO_NOT_TRACK"] = "1"
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if home is not None:
+        env["PREFECT_HOME"] = str(home)
+    if api_url is not None:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+def state_folder(config: Path) -> Path:
+    """The state folder next to a config file (``.scimflow``)."""
+    return Path(config).resolve().parent / ".scimflow"
+
+
+@dataclass
+class LocalPrefectServer:
+    """A ``prefect server start`` child process on a loopback port (its own process group)."""
+
+    home: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(
+        cls, home: Path, *, ui: bool = True, port: int | None = None, services: bool = True
+    ) -> LocalPrefectServer:
+        """Start the server (returns at once; call :meth:`wait_healthy`)."""
+        home.mkdir(parents=True, exist_ok=True)
+        port = port or free_port()
+        cmd = [
+            sys.executable, "-m", "prefect", "server", "start",
+            "--host", "127.0.0.1", "--port", str(port), "--analytics-off", "--no-scheduler",
+        ]  # fmt: skip
+        cmd.append("--ui" if ui else "--no-ui")
+        if not services:
+            cmd.append("--no-services")
+        env = prefect_env(home)
+        env.pop("PREFECT_API_URL", None)
+        log_path = home / "server.log"
+        log = log_path.open("ab")
+        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return cls(home=home, port=port, process=process, log_path=log_path, _log=log)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:  # noqa: S310 - loopback http
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError, TimeoutError):
+            return False
+
+    def wait_healthy(self, timeout: float = SERVER_START_TIMEOUT) -> float:
+        """Poll ``/api/health`` until it answers; return the seconds waited. Raises ``RuntimeError``."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                msg = f"the Prefect server exited with {self.process.returncode}:\n{tail}"
+                raise RuntimeError(msg)
+            if self.healthy():
+                return time.monotonic() - t0
+            time.sleep(0.5)
+        self.stop()
+        msg = f"the Prefect server did not answer within {timeout:.0f} s (log: {self.log_path})"
+        raise RuntimeError(msg)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the server's process group (SIGTERM, then SIGKILL)."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@contextlib.contextmanager
+def prefect_api(home: Path, console: Console, *, ui: bool) -> Iterator[dict[str, str]]:
+    """The environment for the flow process: ``PREFECT_API_URL`` when set (the user's Prefect profile and
+    home are left alone), else a local server (home ``home``) for the duration of the block."""
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        yield prefect_env(None, url)
+        return
+    server = LocalPrefectServer.start(home, ui=ui)
+    try:
+        with console.status(f"Starting a local Prefect server (home {home}) …"):
+            waited = server.wait_healthy()
+        console.print(f"Prefect server ready in {waited:.0f} s at {server.ui_url}")
+        yield prefect_env(home, server.api_url)
+    finally:
+        with console.status("Stopping the local Prefect server …"):
+            server.stop()
+
+
+def flow_command(
+    config: Path,
+    *,
+    rules: Path | None = None,
+    approve: bool = False,
+    user: str | None = None,
+    mode: str | None = None,
+    timeout: int = 3600,
+    result_json: Path | None = None,
+    extra: list[str] | None = None,
+) -> list[str]:
+    """The ``python -m flows.run`` command line for these options."""
+    cmd = [sys.executable, "-m", "flows.run", "--config", str(Path(config).resolve()), "--timeout", str(timeout)]
+    if rules is not None:
+        cmd += ["--rules", str(Path(rules).resolve())]
+    if approve:
+        cmd.append("--approve")
+    if user:
+        cmd += ["--user", user]
+    if mode:
+        cmd += ["--mode", mode]
+    if result_json is not None:
+        cmd += ["--result-json", str(result_json)]
+    return cmd + list(extra or [])
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The flow's result JSON (written by ``flows.run --result-json``), if it was written."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def run_sync(config: Path, rules: Path | None, approve: bool, user: str | None, mode: str | None, timeout: int) -> int:
+    """Run the flow once; return the contract's exit code (0 all applied, 3 some not applied, 1 error)."""
+    console = Console(highlight=False, soft_wrap=True)
+    if mode not in (None, "preview", "approve", "auto"):
+        console.print(f"[red]error:[/red] --mode must be preview, approve or auto, not {mode!r}")
+        return 1
+    from scimflow.config import ConfigError, load_config
+
+    try:
+        load_config(config)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    home = state_folder(config) / "prefect"
+    try:
+        with prefect_api(home, console, ui=not approve) as env:
+            if not approve and mode != "preview" and mode != "auto":
+                console.print("The run will pause for approval; approve it in the Prefect UI (URL in the log below).")
+            cmd = flow_command(config, rules=rules, approve=approve, user=user, mode=mode, timeout=timeout)
+            return subprocess.call(cmd, env=env)
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130

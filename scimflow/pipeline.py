@@ -1,0 +1,313 @@
+"""The sync's stages as plain typed functions: extract, validate, plan (no Prefect here).
+
+``scimflow plan`` calls them directly; the Prefect tasks in ``tasks/`` wrap them one stage each. Every
+function takes the configuration (or what it needs of it) and builds its own clients, so a stage can run
+in any process.
+
+::
+
+    extract_entra ──┐
+                    ├─ validate ─ plan ─► plan files (plan.jsonl, summary.json, plan.parquet) + verdict
+    extract_superoffice ┘
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from scimflow.frames import ENTRA_SCHEMA, SO_SCHEMA, Reference, conform
+
+if TYPE_CHECKING:
+    from scimflow.config import Config
+    from scimflow.connectors.graph import DeltaLinks
+    from scimflow.plan import GuardrailVerdict, Plan
+    from scimflow.rules import RuleSet
+    from scimflow.state import StateStore
+
+__all__ = [
+    "ROW_ACTIONS",
+    "EntraExtract",
+    "PlanOutcome",
+    "SourceUnhealthyError",
+    "SuperOfficeExtract",
+    "Validated",
+    "extract_entra",
+    "extract_superoffice",
+    "load_rule_set",
+    "open_store",
+    "plan",
+    "run_plan_stages",
+    "validate",
+]
+
+log = logging.getLogger(__name__)
+
+#: The plan actions that change SuperOffice (quarantine and conflict rows are not changes).
+CHANGE_ACTIONS: tuple[str, ...] = ("create", "update", "retire", "reactivate")
+#: Every action a plan row may have.
+ROW_ACTIONS: tuple[str, ...] = (*CHANGE_ACTIONS, "quarantine", "conflict")
+
+
+class SourceUnhealthyError(RuntimeError):
+    """The Entra extract looks wrong (too few users, or too large a drop): nothing may be applied."""
+
+
+@dataclass(frozen=True)
+class EntraExtract:
+    """The whole Entra tenant as a frame, and how it was read."""
+
+    frame: pl.DataFrame
+    links: DeltaLinks | None
+    full_read: bool
+    note: str | None = None
+
+    @property
+    def source_users(self) -> int:
+        return self.frame.height
+
+
+@dataclass(frozen=True)
+class SuperOfficeExtract:
+    """Every SuperOffice user (any type, retired too) and the tenant's reference lists."""
+
+    users: pl.DataFrame
+    reference: Reference
+
+
+@dataclass(frozen=True)
+class Validated:
+    """Frames that passed validation, and the quarantined Entra users (columns ``id``, ``reason``)."""
+
+    entra: pl.DataFrame
+    superoffice: pl.DataFrame
+    quarantine: pl.DataFrame
+    entra_all: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """A written plan: its rows, the guardrail verdict, the plan hash and where the files are."""
+
+    plan: Plan
+    verdict: GuardrailVerdict
+    plan_hash: str
+    out: Path
+    summary: dict[str, Any]
+    source_users: int
+
+    @property
+    def change_rows(self) -> int:
+        """Rows that would change SuperOffice (create, update, retire, reactivate)."""
+        return sum(int(self.summary.get(a, 0)) for a in CHANGE_ACTIONS)
+
+    @property
+    def row_count(self) -> int:
+        """Rows in ``plan.jsonl`` (changes, quarantines and conflicts)."""
+        return self.plan.rows.height
+
+    @property
+    def held_classes(self) -> list[str]:
+        return list(self.summary.get("guardrails", {}).get("held", []))
+
+    @property
+    def verdict_name(self) -> str:
+        return str(self.summary.get("guardrails", {}).get("verdict", "ok"))
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def open_store(config: Config) -> StateStore:
+    """Open (create and migrate when needed) the state store named by ``config.state_url``."""
+    from scimflow.state import StateStore
+
+    url = config.state_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return StateStore(url)
+
+
+def load_rule_set(config: Config, rules: Path | None = None) -> RuleSet:
+    """Load the rule set: ``rules`` when given (a CLI override), else the config's."""
+    from scimflow.rules import load_rules
+
+    return load_rules(Path(rules) if rules is not None else config.rules)
+
+
+def _graph_source(config: Config) -> Any:
+    from scimflow.connectors.graph import GraphSource
+
+    return GraphSource(config.entra, ca_bundle=config.ca_bundle)
+
+
+def _so_target(config: Config) -> Any:
+    from scimflow.connectors.superoffice import SuperOfficeTarget
+
+    return SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
+
+
+# --- stages -------------------------------------------------------------------------------------
+
+
+def extract_entra(config: Config, store: StateStore | None = None, *, full: bool = False) -> EntraExtract:
+    """Read the whole Entra tenant: a delta against the stored baseline when there is one, else a full read.
+
+    An expired delta link falls back to a full read (the connector says so in ``note``). The baseline and
+    the new delta links are stored only after a successful apply (:func:`scimflow.apply.finish_apply`).
+    """
+    from scimflow.connectors.errors import DeltaExpiredError
+    from scimflow.connectors.graph import DeltaLinks
+
+    baseline = None if (full or store is None) else store.load_baseline(config.tenant_key)
+    links = None
+    if baseline is not None and baseline.users_link and baseline.groups_link:
+        links = DeltaLinks(users=baseline.users_link, groups=baseline.groups_link)
+    with _graph_source(config) as source:
+        if baseline is None or links is None:
+            result = source.read_delta(None, None)
+        else:
+            try:
+                result = source.read_delta(conform(baseline.frame, ENTRA_SCHEMA), links)
+            except DeltaExpiredError:
+                log.warning("Graph delta link expired; reading the whole tenant")
+                result = source.read_delta(None, None)
+    frame = conform(result.frame, ENTRA_SCHEMA)
+    log.info(
+        "extracted %d Entra users (%s read)%s",
+        frame.height,
+        "full" if result.full_read else "delta",
+        f": {result.note}" if result.note else "",
+    )
+    return EntraExtract(frame=frame, links=result.links, full_read=bool(result.full_read), note=result.note)
+
+
+def extract_superoffice(config: Config) -> SuperOfficeExtract:
+    """Read every SuperOffice user (all types, retired too) and the reference lists."""
+    with _so_target(config) as target:
+        users = conform(target.read_users(), SO_SCHEMA)
+        reference = target.read_reference()
+    log.info("extracted %d SuperOffice users", users.height)
+    return SuperOfficeExtract(users=users, reference=reference)
+
+
+def validate(entra: pl.DataFrame, superoffice: pl.DataFrame) -> Validated:
+    """Check both frames with the Pandera models; invalid Entra users go to quarantine with a reason.
+
+    A schema-level failure (a missing column, a wrong dtype) raises: no row can be trusted then.
+    """
+    from scimflow import schemas
+
+    e = schemas.validate_entra(entra)
+    s = schemas.validate_so(superoffice)
+    quarantine = e.quarantine.select("id", "reason")
+    if s.quarantine.height:
+        log.warning("%d SuperOffice users left out of matching (invalid rows)", s.quarantine.height)
+        blocked = schemas.entra_blocked_by_so(entra, superoffice, s.quarantine).select("id", "reason")
+        quarantine = pl.concat([quarantine, blocked.join(quarantine, on="id", how="anti")])
+    log.info("validated: %d Entra users, %d quarantined", entra.height, quarantine.height)
+    return Validated(entra=e.valid, superoffice=s.valid, quarantine=quarantine, entra_all=entra)
+
+
+def _only_user(p: Plan, upn: str) -> Plan:
+    """The plan narrowed to one user (by key, the trimmed lower-cased UPN)."""
+    key = upn.strip().lower()
+    rows = p.rows.filter(pl.col("key") == key)
+    counts = dict.fromkeys(p.counts, 0)
+    for action in rows.get_column("action").to_list():
+        counts[action] = counts.get(action, 0) + 1
+    entra_ids = rows.get_column("entra_id").drop_nulls().to_list()
+    pairs = p.matched_pairs.filter(pl.col("entra_id").is_in(entra_ids))
+    if rows.height == 0:
+        counts["unchanged"] = 1
+    return dataclasses.replace(p, rows=rows, counts=counts, matched_pairs=pairs)
+
+
+def plan(
+    config: Config,
+    rules: RuleSet,
+    entra: EntraExtract,
+    so: SuperOfficeExtract,
+    validated: Validated,
+    links: pl.DataFrame,
+    out: Path,
+    *,
+    last_source_users: int | None,
+    user: str | None = None,
+) -> PlanOutcome:
+    """Build the plan, judge it against the guardrails and write the plan files into ``out``.
+
+    The planner always sees the whole tenant (a user gone from Entra is only seen that way); ``user``
+    narrows the written plan to that one UPN afterwards. Source health (``min_source_users``,
+    ``max_source_drop`` against ``last_source_users``) is part of the verdict.
+    """
+    from scimflow.plan import build_plan, evaluate_guardrails, write_plan_files
+
+    full = build_plan(
+        validated.entra_all,  # quarantined users take part in matching (their partner is left alone)
+        validated.superoffice,
+        so.reference,
+        rules,
+        links,
+        quarantine=validated.quarantine,
+    )
+    p = _only_user(full, user) if user else full
+    verdict = evaluate_guardrails(p, config.guardrails, entra.source_users, last_source_users)
+    out.mkdir(parents=True, exist_ok=True)
+    plan_hash = write_plan_files(p, verdict, out)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    log.info(
+        "planned %d rows (hash %s…), guardrails %s", p.rows.height, plan_hash[:12], summary["guardrails"]["verdict"]
+    )
+    return PlanOutcome(
+        plan=p, verdict=verdict, plan_hash=plan_hash, out=out, summary=summary, source_users=entra.source_users
+    )
+
+
+def run_plan_stages(
+    config: Config,
+    *,
+    rules: Path | None = None,
+    out: Path,
+    full: bool = False,
+    user: str | None = None,
+) -> tuple[PlanOutcome, EntraExtract, SuperOfficeExtract]:
+    """Extract, validate and plan in one call (``scimflow plan``, ``explain`` and the demo's re-plan)."""
+    rule_set = load_rule_set(config, rules)
+    with open_store(config) as store:
+        return _run_plan_stages(config, rule_set, store, out=out, full=full, user=user)
+
+
+def _run_plan_stages(
+    config: Config, rule_set: RuleSet, store: StateStore, *, out: Path, full: bool, user: str | None
+) -> tuple[PlanOutcome, EntraExtract, SuperOfficeExtract]:
+    entra = extract_entra(config, store, full=full)
+    so = extract_superoffice(config)
+    validated = validate(entra.frame, so.users)
+    outcome = plan(
+        config,
+        rule_set,
+        entra,
+        so,
+        validated,
+        store.links(),
+        out,
+        last_source_users=store.last_successful_source_count(),
+        user=user,
+    )
+    return outcome, entra, so
+
+
+def new_plan_dir(config: Config) -> Path:
+    """A fresh folder for one run's plan files: ``<out_dir>/<UTC time>-<random>``."""
+    import datetime as dt
+    import secrets
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(config.out_dir) / f"{stamp}-{secrets.token_hex(3)}"
