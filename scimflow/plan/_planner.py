@@ -169,7 +169,9 @@ def build_plan(
         ]
     )
     counts_lf = decided.group_by("action").agg(pl.len().alias("n"))
-    rows_e, rows_g, rows_o, counts_df, gone_df, managed_df, pairs_df = pl.collect_all(
+    # unmanaged: users of any type that no Entra user found, no link names, and no conflict involves
+    unmanaged = so.lazy().select("associate_id").join(managed_ids, on="associate_id", how="anti").select(pl.len())
+    rows_e, rows_g, rows_o, counts_df, gone_df, managed_df, pairs_df, unmanaged_df = pl.collect_all(
         [
             entra_rows,
             gone.filter(pl.col("action") != "unchanged").select(ROW_SCHEMA.names()),
@@ -178,6 +180,7 @@ def build_plan(
             gone.group_by("action").agg(pl.len().alias("n")),
             managed,
             pairs.unique().sort("entra_id", "associate_id"),
+            unmanaged,
         ]
     )
     rows = pl.concat([rows_e, rows_g, rows_o], how="vertical").sort("key", "entra_id")
@@ -187,7 +190,7 @@ def build_plan(
             counts[action] += n
     counts["quarantine"] += rows_o.height
     m_total, m_active = managed_df.row(0)
-    counts["unmanaged"] = so.height - int(m_total)
+    counts["unmanaged"] = int(unmanaged_df.item())
     return Plan(
         rows=rows,
         counts=counts,
@@ -441,7 +444,7 @@ def _gone(
     members = {f: [e] for f, e in _retire_members(rules, pl.col("action") == "retire").items()}
     return gone.select(
         pl.col("action"),
-        pl.coalesce(_ci(pl.col("user_name")), pl.col("associate_id").cast(pl.String)).alias("key"),
+        pl.coalesce(_ci(pl.col("user_name")), pl.col("entra_id")).alias("key"),
         pl.col("entra_id"),
         pl.col("associate_id"),
         pl.lit([], dtype=_STR_LIST).alias("rules"),
