@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from scimflow.commands.plan_cmd import run_plan_offline
 from scimflow.config import Guardrails
+from scimflow.frames import Reference
 from scimflow.plan import (
     ROW_SCHEMA,
     GuardrailVerdict,
@@ -559,3 +560,40 @@ def test_write_plan_files_summary(tmp_path):
     assert summary.pop("plan_hash") == h
     assert summary.pop("guardrails") == {"verdict": "ok", "held": [], "reasons": []}
     assert summary == plan.counts
+
+
+NOT_SELECTED_RULES = """\
+version: 1
+match: [user_name]
+mapping:
+  user_name: userPrincipalName
+  first_name: givenName
+  email: coalesce(mail, userPrincipalName)
+  title: jobTitle
+rules:
+  - name: Staff
+    when: {in_group: Staff}
+    set: {role: User, user_plan: {value: Not selected, scope: always}}
+"""
+
+
+def _ref_with_no_plan() -> Reference:
+    base = reference()
+    plans = pl.concat(
+        [base.plans, pl.DataFrame({"license": ["superlicense-no-selection"], "name": ["Not selected"]})]
+    )
+    return Reference(roles=base.roles, groups=base.groups, plans=plans, companies=base.companies)
+
+
+@pytest.mark.parametrize(
+    ("so_plan", "expected"),
+    [("Sales Premium", {"user_plan": {"from": "Sales Premium", "to": None}}), (None, None)],
+    ids=["has-plan", "no-plan"],
+)
+def test_not_selected_plan_means_no_plan(so_plan, expected):
+    """'Plan – Always: Not selected' removes a plan, and a user without one stays unchanged (converges)."""
+    _, rows = plan_of([eu(1)], [su(1, user_plan=so_plan)], text=NOT_SELECTED_RULES, ref=_ref_with_no_plan())
+    if expected is None:
+        assert rows == {}
+    else:
+        assert rows["user1@x.com"]["changes"] == expected

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from scimflow.frames import Reference
+from scimflow.frames import NO_PLAN_LICENSE, Reference
 from scimflow.plan._json import json_value, object_member
 from scimflow.rules import CompiledRules, RuleSet, compile_rules, group_directory
 from scimflow.rules._compiler import _join_present
@@ -235,7 +235,19 @@ def _evaluate(compiled: CompiledRules, entra: pl.DataFrame, ref: Reference, vq: 
         ],
         "; ",
     )
-    return keyed.with_columns(reasons.alias("_qreasons"))
+    keyed = keyed.with_columns(reasons.alias("_qreasons"))
+    if "user_plan" in compiled.elements:
+        # "Not selected" (superlicense-no-selection) is how SuperOffice names *no plan*: a rule setting it
+        # means "no plan", which SuperOffice reads back as null; compare and plan it as null.
+        no_plan = ref.plans.filter(pl.col("license") == NO_PLAN_LICENSE).get_column("name").to_list()
+        if no_plan:
+            keyed = keyed.with_columns(
+                pl.when(pl.col("el_user_plan").is_in(no_plan))
+                .then(pl.lit(None, pl.String))
+                .otherwise(pl.col("el_user_plan"))
+                .alias("el_user_plan")
+            )
+    return keyed
 
 
 def _candidates(rules: RuleSet, users: pl.LazyFrame, internal: pl.LazyFrame, links: pl.LazyFrame) -> pl.LazyFrame:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import hashlib
 import json
 import random
@@ -205,6 +206,10 @@ class GraphEmulator:
             if reason is not None:
                 self._stats["unauthorized"] += 1
                 return 401, "InvalidAuthenticationToken", reason, {"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'}
+            missing = _missing_permission(path, s.app_permissions)
+            if missing is not None:
+                self._stats["forbidden"] = self._stats.get("forbidden", 0) + 1
+                return 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.", {}
             if s.throttle_next > 0:
                 s.throttle_next -= 1
                 return self._throttled(s.retry_after)
@@ -703,6 +708,23 @@ class GraphEmulator:
         return Response(status_code=204)
 
 
+#: Which application permissions let an app read a path (any one suffices), as Graph documents them.
+_USER_READ = frozenset({"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"})
+_GROUP_READ = frozenset(
+    {"GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+)
+
+
+def _missing_permission(path: str, granted: list[str]) -> str | None:
+    """The permission a request to ``path`` lacks (``None`` when the app may read it)."""
+    have = set(granted)
+    if path.startswith("/v1.0/groups") or path.endswith(("/transitiveMemberOf", "/memberOf")):
+        return None if have & _GROUP_READ else "GroupMember.Read.All"
+    if path.startswith("/v1.0/users"):
+        return None if have & _USER_READ else "User.Read.All"
+    return None
+
+
 class _Edge:
     """Pure ASGI middleware: request ids, counting, latency, auth and fault injection."""
 
@@ -727,6 +749,8 @@ class _Edge:
         ]
         if path.startswith("/v1.0/"):
             extra.append((b"odata-version", b"4.0"))
+        when = time.time() + self.emulator.settings.clock_offset
+        extra.append((b"date", email.utils.formatdate(when, usegmt=True).encode()))
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -40,6 +40,9 @@ class GraphEmulatorSettings:
     delta_token_lifetime: float = DELTA_TOKEN_LIFETIME
     delta_page_size: int = 200  # objects (or member slices) per delta page: server-chosen in Graph
     delta_members_per_slice: int = 100  # members@delta entries per group object on one page
+    # Graph application permissions granted to the app (roles in its token); missing ones give 403
+    app_permissions: list[str] = field(default_factory=lambda: ["User.Read.All", "GroupMember.Read.All"])
+    clock_offset: float = 0.0  # seconds added to the Date header (a server whose clock is off)
 
     @classmethod
     def field_names(cls) -> frozenset[str]:
@@ -64,7 +67,7 @@ class GraphEmulatorSettings:
         return sorted(staged)
 
 
-_FLOATS = {"latency", "throttle_rate", "error_rate", "delta_token_lifetime"}
+_FLOATS = {"latency", "throttle_rate", "error_rate", "delta_token_lifetime", "clock_offset"}
 _INTS = {"token_lifetime", "throttle_next", "delta_expired_status", "delta_page_size", "delta_members_per_slice"}
 _OPT_INTS = {"revoke_tokens_after", "seed"}
 _STRS = {"tenant_id", "client_id"}
@@ -106,6 +109,10 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise bad()
         return {k.upper(): (v.encode() if isinstance(v, str) else bytes(v)) for k, v in value.items()}
+    if name == "app_permissions":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad()
+        return list(value)
     if name in _STRS:
         if not isinstance(value, str):
             raise bad()
