@@ -507,9 +507,6 @@ def test_missing_groupmember_read_all(host: EmulatorHost) -> None:
     assert by_name(checks, "Graph permission User.Read.All").status == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs emulator knob clock_offset (seconds added to the Date header) on both emulators"
-)
 def test_clock_skew_says_ntp(host: EmulatorHost) -> None:
     """Servers whose Date is 10 minutes off fail the clock checks with the NTP fix."""
     settings(host, "graph", clock_offset=600)

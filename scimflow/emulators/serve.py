@@ -5,15 +5,43 @@ Used by ``scimflow emulate``, the demo and the tests (session-scoped servers ove
 
 from __future__ import annotations
 
+import email.utils
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 
-__all__ = ["ServedApp", "free_port", "serve_in_thread", "wait_accepting"]
+__all__ = ["DateHeader", "ServedApp", "free_port", "serve_in_thread", "wait_accepting"]
+
+
+class DateHeader:
+    """ASGI middleware: a ``Date`` header from the emulator's own clock (now + ``offset()`` seconds).
+
+    uvicorn's own ``Date`` is switched off in :func:`serve_in_thread`, so a test can give an emulator a
+    clock that is off (``clock_offset``) and see what clients such as ``scimflow doctor`` make of it.
+    """
+
+    def __init__(self, app: Any, offset: Callable[[], float]) -> None:
+        self.app = app
+        self.offset = offset
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_date(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                date = email.utils.formatdate(time.time() + self.offset(), usegmt=True).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", date)]}
+            await send(message)
+
+        await self.app(scope, receive, with_date)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -86,6 +114,7 @@ def serve_in_thread(
         timeout_keep_alive=30,
         backlog=2048,
         timeout_graceful_shutdown=1,
+        date_header=False,  # each emulator sends its own Date (see DateHeader)
     )
     server = _Server(config)
     thread = threading.Thread(target=server.run, name=f"emulator-{port}", daemon=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import hashlib
 import json
 import random
@@ -54,6 +53,7 @@ from scimflow.emulators.graph._tenant import (
     TenantError,
     project_user,
 )
+from scimflow.emulators.serve import DateHeader
 
 __all__ = ["GraphEmulator"]
 
@@ -65,7 +65,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 DEFAULT_GROUP_PROPERTIES: tuple[str, ...] = (
-    "id", "displayName", "description", "mail", "mailEnabled", "mailNickname", "securityEnabled", "groupTypes",
+    "id",
+    "displayName",
+    "description",
+    "mail",
+    "mailEnabled",
+    "mailNickname",
+    "securityEnabled",
+    "groupTypes",
 )
 _BOOL_USER_PROPS = frozenset({"accountEnabled", "onPremisesSyncEnabled"})
 _BOOL_GROUP_PROPS = frozenset({"mailEnabled", "securityEnabled"})
@@ -95,7 +102,9 @@ class _GraphReply(Exception):  # noqa: N818 - a control-flow carrier for an erro
         self.headers = headers or {}
 
 
-def _graph_error(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def _graph_error(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     state = request.scope.get("state", {})
     body = {
         "error": {
@@ -145,7 +154,13 @@ class GraphEmulator:
         self._json_version = -1
         self.request_count = 0
         self._stats: Counter[str] = Counter()
-        self.app = Starlette(routes=self._routes(), middleware=[Middleware(_Edge, emulator=self)])
+        self.app = Starlette(
+            routes=self._routes(),
+            middleware=[
+                Middleware(DateHeader, offset=lambda: float(self.settings.clock_offset)),
+                Middleware(_Edge, emulator=self),
+            ],
+        )
 
     # ---- public helpers --------------------------------------------------------------------------
 
@@ -159,8 +174,16 @@ class GraphEmulator:
         with self._lock:
             out = {
                 k: self._stats[k]
-                for k in ("token_requests", "discovery_requests", "graph_requests", "delta_requests",
-                          "throttled", "errors", "unauthorized", "writes")
+                for k in (
+                    "token_requests",
+                    "discovery_requests",
+                    "graph_requests",
+                    "delta_requests",
+                    "throttled",
+                    "errors",
+                    "unauthorized",
+                    "writes",
+                )
             }
             out["requests"] = self.request_count
             return out
@@ -205,7 +228,12 @@ class GraphEmulator:
             reason = "Access token is empty." if not token else self._tokens.check(token)
             if reason is not None:
                 self._stats["unauthorized"] += 1
-                return 401, "InvalidAuthenticationToken", reason, {"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'}
+                return (
+                    401,
+                    "InvalidAuthenticationToken",
+                    reason,
+                    {"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'},
+                )
             missing = _missing_permission(path, s.app_permissions)
             if missing is not None:
                 self._stats["forbidden"] = self._stats.get("forbidden", 0) + 1
@@ -265,7 +293,9 @@ class GraphEmulator:
             Route("/v1.0/groups/{id}", h(self._get_group), methods=["GET"]),
             Route("/v1.0/groups/{id}/members", h(self._members), methods=["GET"]),
             Route("/v1.0/groups/{id}/transitiveMembers", h(self._transitive_members), methods=["GET"]),
-            Route("/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user", h(self._transitive_users), methods=["GET"]),
+            Route(
+                "/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user", h(self._transitive_users), methods=["GET"]
+            ),
             Route("/v1.0/groups/{id}/transitiveMemberOf", h(self._member_of), methods=["GET"]),
             Route("/v1.0/{rest:path}", h(self._unknown_segment)),
             Route("/_emulator/snapshot", h(self._snapshot), methods=["GET"]),
@@ -300,8 +330,11 @@ class GraphEmulator:
     async def _discovery(self, request: Request) -> Response:
         tenant = request.path_params["tenant"]
         if tenant.lower() != self.settings.tenant_id.lower():
-            return Response(_dumps({"error": "invalid_tenant", "error_description": f"AADSTS90002: Tenant '{tenant}' not found."}),
-                            status_code=400, media_type="application/json")
+            return Response(
+                _dumps({"error": "invalid_tenant", "error_description": f"AADSTS90002: Tenant '{tenant}' not found."}),
+                status_code=400,
+                media_type="application/json",
+            )
         return Response(_dumps(discovery_document(_origin(request), tenant)), media_type="application/json")
 
     async def _token(self, request: Request) -> Response:
@@ -310,9 +343,15 @@ class GraphEmulator:
         tenant = request.path_params["tenant"]
         endpoint = f"{_origin(request)}/{tenant}/oauth2/v2.0/token"
         with self._lock:
-            status, body = issue_token(fields, tenant=tenant, settings=self.settings, token_endpoint=endpoint, store=self._tokens)
-        return Response(_dumps(body), status_code=status, media_type="application/json",
-                        headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+            status, body = issue_token(
+                fields, tenant=tenant, settings=self.settings, token_endpoint=endpoint, store=self._tokens
+            )
+        return Response(
+            _dumps(body),
+            status_code=status,
+            media_type="application/json",
+            headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
+        )
 
     # ---- query helpers -------------------------------------------------------------------------------
 
@@ -324,9 +363,13 @@ class GraphEmulator:
         try:
             top = int(raw)
         except ValueError:
-            raise _GraphReply(400, "Request_BadRequest", f"Invalid page size specified: '{raw}'. Must be between 1 and 999 inclusive.") from None
+            raise _GraphReply(
+                400, "Request_BadRequest", f"Invalid page size specified: '{raw}'. Must be between 1 and 999 inclusive."
+            ) from None
         if not 1 <= top <= 999:
-            raise _GraphReply(400, "Request_BadRequest", f"Invalid page size specified: '{top}'. Must be between 1 and 999 inclusive.")
+            raise _GraphReply(
+                400, "Request_BadRequest", f"Invalid page size specified: '{top}'. Must be between 1 and 999 inclusive."
+            )
         return top
 
     @staticmethod
@@ -337,13 +380,17 @@ class GraphEmulator:
         names = tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
         for name in names:
             if name not in allowed:
-                raise _GraphReply(400, "Request_BadRequest", f"Could not find a property named '{name}' on type '{type_name}'.")
+                raise _GraphReply(
+                    400, "Request_BadRequest", f"Could not find a property named '{name}' on type '{type_name}'."
+                )
         return names
 
     @staticmethod
     def _advanced(request: Request) -> bool:
-        return (request.headers.get("ConsistencyLevel", "").lower() == "eventual"
-                and request.query_params.get("$count", "").lower() == "true")
+        return (
+            request.headers.get("ConsistencyLevel", "").lower() == "eventual"
+            and request.query_params.get("$count", "").lower() == "true"
+        )
 
     def _offset(self, request: Request) -> int:
         """The offset a ``$skiptoken`` encodes; the token is bound to the rest of the query."""
@@ -361,14 +408,16 @@ class GraphEmulator:
         return hashlib.sha256(f"{request.url.path}?{items}".encode()).hexdigest()[:16]
 
     def _link(self, request: Request, extra: dict[str, str], *, keep: bool = True) -> str:
-        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("$skiptoken", "$deltatoken")] if keep else []
+        params = (
+            [(k, v) for k, v in request.query_params.multi_items() if k not in ("$skiptoken", "$deltatoken")]
+            if keep
+            else []
+        )
         params.extend(extra.items())
         query = urlencode(params, quote_via=quote, safe="$,'()")
         return f"{_origin(request)}{request.url.path}?{query}"
 
-    def _page(
-        self, request: Request, ids: list[str], render: _Render, context: str, count: bool = False
-    ) -> Response:
+    def _page(self, request: Request, ids: list[str], render: _Render, context: str, count: bool = False) -> Response:
         top = self._top(request)
         off = self._offset(request)
         with self._lock:
@@ -377,7 +426,9 @@ class GraphEmulator:
         if count and off == 0 and self._advanced(request):
             body["@odata.count"] = len(ids)
         if off + top < len(ids):
-            body["@odata.nextLink"] = self._link(request, {"$skiptoken": self._codec.encode({"o": off + top, "q": self._query_key(request)})})
+            body["@odata.nextLink"] = self._link(
+                request, {"$skiptoken": self._codec.encode({"o": off + top, "q": self._query_key(request)})}
+            )
         # The envelope is encoded once; the objects come from a per-(render, object) JSON cache.
         raw = _dumps(body)[:-1] + b',"value":[' + value + b"]}"
         return Response(raw, media_type=ODATA_JSON)
@@ -445,10 +496,20 @@ class GraphEmulator:
             if hit is not None and hit[0] == t.version:
                 return hit[1]
             if kind == "users":
-                pred = compile_filter(text, advanced=advanced, string_props=USER_PROPERTIES - _BOOL_USER_PROPS, bool_props=_BOOL_USER_PROPS)
+                pred = compile_filter(
+                    text,
+                    advanced=advanced,
+                    string_props=USER_PROPERTIES - _BOOL_USER_PROPS,
+                    bool_props=_BOOL_USER_PROPS,
+                )
                 objects: dict[str, dict[str, Any]] = t.users
             else:
-                pred = compile_filter(text, advanced=advanced, string_props=GROUP_PROPERTIES - _BOOL_GROUP_PROPS, bool_props=_BOOL_GROUP_PROPS)
+                pred = compile_filter(
+                    text,
+                    advanced=advanced,
+                    string_props=GROUP_PROPERTIES - _BOOL_GROUP_PROPS,
+                    bool_props=_BOOL_GROUP_PROPS,
+                )
                 objects = t.groups
             out = [i for i in ids if pred(objects[i])]
             if len(self._filter_cache) > 64:
@@ -467,8 +528,13 @@ class GraphEmulator:
                 raise _GraphReply(400, "Request_UnsupportedQuery", "Unsupported Query.")
         select = self._select(request, USER_PROPERTIES, "microsoft.graph.user")
         ids = self._filtered("users", request)
-        return self._page(request, ids, self._render_user(select or DEFAULT_USER_PROPERTIES),
-                          self._context(request, "users", select), count=True)
+        return self._page(
+            request,
+            ids,
+            self._render_user(select or DEFAULT_USER_PROPERTIES),
+            self._context(request, "users", select),
+            count=True,
+        )
 
     async def _get_user(self, request: Request) -> Response:
         key = request.path_params["id"]
@@ -477,11 +543,19 @@ class GraphEmulator:
             t = self._tenant
             user = t.users.get(key)
             if user is None and "@" in key:
-                user = next((u for u in t.users.values() if str(u.get("userPrincipalName", "")).lower() == key.lower()), None)
+                user = next(
+                    (u for u in t.users.values() if str(u.get("userPrincipalName", "")).lower() == key.lower()), None
+                )
             if user is None:
-                raise TenantError(404, "Request_ResourceNotFound", f"Resource '{key}' does not exist or one of its queried reference-property objects are not present.")
-            body = {"@odata.context": self._context(request, "users/$entity", select),
-                    **project_user(user, select or DEFAULT_USER_PROPERTIES)}
+                raise TenantError(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource '{key}' does not exist or one of its queried reference-property objects are not present.",
+                )
+            body = {
+                "@odata.context": self._context(request, "users/$entity", select),
+                **project_user(user, select or DEFAULT_USER_PROPERTIES),
+            }
         return _ok(body)
 
     async def _list_groups(self, request: Request) -> Response:
@@ -489,20 +563,31 @@ class GraphEmulator:
             raise _GraphReply(400, "Request_BadRequest", "'$skip' is not supported by the service.")
         select = self._select(request, GROUP_PROPERTIES, "microsoft.graph.group")
         ids = self._filtered("groups", request)
-        return self._page(request, ids, self._render_group(select or DEFAULT_GROUP_PROPERTIES),
-                          self._context(request, "groups", select), count=True)
+        return self._page(
+            request,
+            ids,
+            self._render_group(select or DEFAULT_GROUP_PROPERTIES),
+            self._context(request, "groups", select),
+            count=True,
+        )
 
     def _group_or_404(self, gid: str) -> None:
         if gid not in self._tenant.groups:
-            raise TenantError(404, "Request_ResourceNotFound", f"Resource '{gid}' does not exist or one of its queried reference-property objects are not present.")
+            raise TenantError(
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{gid}' does not exist or one of its queried reference-property objects are not present.",
+            )
 
     async def _get_group(self, request: Request) -> Response:
         gid = request.path_params["id"]
         select = self._select(request, GROUP_PROPERTIES, "microsoft.graph.group")
         with self._lock:
             self._group_or_404(gid)
-            body = {"@odata.context": self._context(request, "groups/$entity", select),
-                    **self._render_group(select or DEFAULT_GROUP_PROPERTIES)(gid)}
+            body = {
+                "@odata.context": self._context(request, "groups/$entity", select),
+                **self._render_group(select or DEFAULT_GROUP_PROPERTIES)(gid),
+            }
         return _ok(body)
 
     async def _members(self, request: Request) -> Response:
@@ -538,7 +623,11 @@ class GraphEmulator:
         select = self._select(request, GROUP_PROPERTIES, "microsoft.graph.group")
         with self._lock:
             if self._tenant.kind_of(object_id) is None:
-                raise TenantError(404, "Request_ResourceNotFound", f"Resource '{object_id}' does not exist or one of its queried reference-property objects are not present.")
+                raise TenantError(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource '{object_id}' does not exist or one of its queried reference-property objects are not present.",
+                )
             ids = list(self._tenant.transitive_member_of(object_id))
         return self._page(request, ids, self._render_object(select), self._context(request, "directoryObjects", select))
 
@@ -559,7 +648,9 @@ class GraphEmulator:
         s = self.settings
         for unsupported in ("$expand", "$orderby", "$filter", "$search"):
             if unsupported in q:
-                raise _GraphReply(400, "Request_UnsupportedQuery", f"Unsupported query option '{unsupported}' for delta.")
+                raise _GraphReply(
+                    400, "Request_UnsupportedQuery", f"Unsupported query option '{unsupported}' for delta."
+                )
         allowed = USER_PROPERTIES if kind == "users" else GROUP_PROPERTIES
         type_name = "microsoft.graph.user" if kind == "users" else "microsoft.graph.group"
         default = DEFAULT_USER_PROPERTIES if kind == "users" else (*DEFAULT_GROUP_PROPERTIES, "members")
@@ -573,8 +664,13 @@ class GraphEmulator:
                 if raw == "latest":
                     select = self._select(request, allowed, type_name) or default
                     token = self._codec.encode({"k": kind, "v": t.version, "s": list(select), "t": now})
-                    return _ok({"@odata.context": self._context(request, kind, None),
-                                "@odata.deltaLink": f"{base}?$deltatoken={token}", "value": []})
+                    return _ok(
+                        {
+                            "@odata.context": self._context(request, kind, None),
+                            "@odata.deltaLink": f"{base}?$deltatoken={token}",
+                            "value": [],
+                        }
+                    )
                 payload = self._codec.decode(raw)
                 if payload is None or payload.get("k") != kind or "v" not in payload:
                     raise _GraphReply(400, "syncStateNotFound", "The sync state cannot be found. Please re-sync.")
@@ -582,15 +678,22 @@ class GraphEmulator:
                 if s.expire_delta_tokens or now - float(payload.get("t", now)) > s.delta_token_lifetime:
                     if s.delta_expired_status == 410:
                         restart = f"{base}?{urlencode([('$select', ','.join(select))], quote_via=quote, safe='$,')}"
-                        raise _GraphReply(410, "resyncRequired",
-                                          "Resync required. Replace any local cached data with the full response.",
-                                          {"Location": restart})
-                    raise _GraphReply(s.delta_expired_status, "syncStateNotFound", "The sync state cannot be found. Please re-sync.")
+                        raise _GraphReply(
+                            410,
+                            "resyncRequired",
+                            "Resync required. Replace any local cached data with the full response.",
+                            {"Location": restart},
+                        )
+                    raise _GraphReply(
+                        s.delta_expired_status, "syncStateNotFound", "The sync state cannot be found. Please re-sync."
+                    )
                 after, upto, pos, moff = int(payload["v"]), t.version, None, 0
             elif "$skiptoken" in q:
                 payload = self._codec.decode(q["$skiptoken"])
                 if payload is None or payload.get("k") != kind or "a" not in payload:
-                    raise _GraphReply(400, "Request_BadRequest", "The specified page token value has expired or is invalid.")
+                    raise _GraphReply(
+                        400, "Request_BadRequest", "The specified page token value has expired or is invalid."
+                    )
                 select = tuple(payload["s"])
                 after, upto, pos, moff = int(payload["a"]), int(payload["u"]), int(payload["p"]), int(payload["m"])
             else:
@@ -598,14 +701,25 @@ class GraphEmulator:
                 after, upto, pos, moff = 0, t.version, None, 0
             if "id" not in select:
                 select = ("id", *select)
-            page = t.delta_page(kind, after=after, upto=upto, pos=pos, moff=moff, select=select, minimal=minimal,
-                                page_size=s.delta_page_size, members_per_slice=s.delta_members_per_slice)
+            page = t.delta_page(
+                kind,
+                after=after,
+                upto=upto,
+                pos=pos,
+                moff=moff,
+                select=select,
+                minimal=minimal,
+                page_size=s.delta_page_size,
+                members_per_slice=s.delta_members_per_slice,
+            )
         body: dict[str, Any] = {"@odata.context": self._context(request, kind, None)}
         if page.next_pos is None:
             token = self._codec.encode({"k": kind, "v": upto, "s": list(select), "t": now})
             body["@odata.deltaLink"] = f"{base}?$deltatoken={token}"
         else:
-            token = self._codec.encode({"k": kind, "a": after, "u": upto, "p": page.next_pos, "m": page.next_moff, "s": list(select)})
+            token = self._codec.encode(
+                {"k": kind, "a": after, "u": upto, "p": page.next_pos, "m": page.next_moff, "s": list(select)}
+            )
             body["@odata.nextLink"] = f"{base}?$skiptoken={token}"
         body["value"] = page.items
         return _ok(body, headers={"Preference-Applied": "return=minimal"} if minimal else None)
@@ -695,7 +809,7 @@ class GraphEmulator:
         body = await self._json(request)
         member = body.get("id")
         if not isinstance(member, str):
-            raise _GraphReply(400, "BadRequest", "Give the member as {\"id\": \"...\"}.")
+            raise _GraphReply(400, "BadRequest", 'Give the member as {"id": "..."}.')
         with self._lock:
             self._write()
             self._tenant.add_member(request.path_params["id"], member)
@@ -749,8 +863,6 @@ class _Edge:
         ]
         if path.startswith("/v1.0/"):
             extra.append((b"odata-version", b"4.0"))
-        when = time.time() + self.emulator.settings.clock_offset
-        extra.append((b"date", email.utils.formatdate(when, usegmt=True).encode()))
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -149,7 +149,12 @@ def _check_assertion(
     except jwt.PyJWTError:
         return _error(401, "invalid_client", 700027, "Client assertion failed signature validation.")
     if claims.get("sub") != settings.client_id:
-        return _error(401, "invalid_client", 700021, "Client assertion application identifier doesn't match 'client_id' parameter.")
+        return _error(
+            401,
+            "invalid_client",
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter.",
+        )
     return None
 
 
@@ -170,7 +175,12 @@ def issue_token(
         )
     scopes = form.get("scope", "").split()
     if not scopes or any(not s.endswith("/.default") for s in scopes):
-        return _error(400, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+        return _error(
+            400,
+            "invalid_scope",
+            1002012,
+            "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
+        )
     secret = form.get("client_secret")
     if secret is not None:
         expected = settings.client_secret

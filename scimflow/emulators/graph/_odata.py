@@ -101,7 +101,9 @@ class _Parser:
 
     def prop(self, name: str) -> str:
         if name not in self.string_props and name not in self.bool_props:
-            raise FilterError(f"Could not find a property named '{name}' on type 'microsoft.graph.user'.", code="Request_BadRequest")
+            raise FilterError(
+                f"Could not find a property named '{name}' on type 'microsoft.graph.user'.", code="Request_BadRequest"
+            )
         return name
 
     def atom(self) -> Predicate:
@@ -138,8 +140,11 @@ class _Parser:
                 values.append(self.take("str").lower())
             self.take("rp")
             if len(values) > 15:
-                raise FilterError("Too many child clauses specified in search filter expression containing 'OR' operators: "
-                                  f"{len(values)}. Max allowed: 15.", code="Request_UnsupportedQuery")
+                raise FilterError(
+                    "Too many child clauses specified in search filter expression containing 'OR' operators: "
+                    f"{len(values)}. Max allowed: 15.",
+                    code="Request_UnsupportedQuery",
+                )
             allowed = set(values)
             return lambda u: str(u.get(name) or "").lower() in allowed
         if op not in ("eq", "ne"):
@@ -159,14 +164,14 @@ class _Parser:
             want = tok[1] == "true"
             return lambda u: (u.get(name) is want) != negate
         if name in self.bool_props:
-            raise FilterError(f"A binary operator with incompatible types was detected in '{self.text}'.", code="BadRequest")
+            raise FilterError(
+                f"A binary operator with incompatible types was detected in '{self.text}'.", code="BadRequest"
+            )
         value = self.take("str").lower()
         return lambda u: (str(u.get(name) or "").lower() == value if u.get(name) is not None else False) != negate
 
 
-def compile_filter(
-    text: str, *, advanced: bool, string_props: frozenset[str], bool_props: frozenset[str]
-) -> Predicate:
+def compile_filter(text: str, *, advanced: bool, string_props: frozenset[str], bool_props: frozenset[str]) -> Predicate:
     """Compile a ``$filter`` into a predicate over user dicts (comparisons are case-insensitive, like Graph's)."""
     return _Parser(text, advanced=advanced, string_props=string_props, bool_props=bool_props).parse()
 

@@ -56,18 +56,50 @@ DEFAULT_USER_PROPERTIES: tuple[str, ...] = (
 USER_PROPERTIES: frozenset[str] = frozenset(
     {
         *DEFAULT_USER_PROPERTIES,
-        "accountEnabled", "employeeId", "employeeType", "department", "companyName", "country", "city",
-        "state", "postalCode", "streetAddress", "usageLocation", "userType", "createdDateTime",
-        "mailNickname", "otherMails", "proxyAddresses", "employeeHireDate", "onPremisesSamAccountName",
-        "onPremisesImmutableId", "onPremisesSyncEnabled", "onPremisesUserPrincipalName", "deletedDateTime",
-        "manager", "faxNumber", "ageGroup", "legalAgeGroupClassification", "preferredName",
+        "accountEnabled",
+        "employeeId",
+        "employeeType",
+        "department",
+        "companyName",
+        "country",
+        "city",
+        "state",
+        "postalCode",
+        "streetAddress",
+        "usageLocation",
+        "userType",
+        "createdDateTime",
+        "mailNickname",
+        "otherMails",
+        "proxyAddresses",
+        "employeeHireDate",
+        "onPremisesSamAccountName",
+        "onPremisesImmutableId",
+        "onPremisesSyncEnabled",
+        "onPremisesUserPrincipalName",
+        "deletedDateTime",
+        "manager",
+        "faxNumber",
+        "ageGroup",
+        "legalAgeGroupClassification",
+        "preferredName",
     }
 )
 
 #: Properties of groups the emulator knows (``members`` is the navigation property delta tracks).
 GROUP_PROPERTIES: frozenset[str] = frozenset(
-    {"id", "displayName", "description", "mail", "mailEnabled", "mailNickname", "securityEnabled", "groupTypes",
-     "createdDateTime", "members"}
+    {
+        "id",
+        "displayName",
+        "description",
+        "mail",
+        "mailEnabled",
+        "mailNickname",
+        "securityEnabled",
+        "groupTypes",
+        "createdDateTime",
+        "members",
+    }
 )
 
 _LIST_USER_PROPERTIES = frozenset({"businessPhones", "otherMails", "proxyAddresses"})
@@ -229,13 +261,17 @@ class Tenant:
         user = dict(body)
         uid = str(user.setdefault("id", str(uuid.uuid4())))
         if uid in self.users or uid in self.groups:
-            raise TenantError(400, "Request_BadRequest", f"Another object with the same value for property id already exists: {uid}")
+            raise TenantError(
+                400, "Request_BadRequest", f"Another object with the same value for property id already exists: {uid}"
+            )
         upn = str(user.get("userPrincipalName") or "")
         if not upn:
             raise TenantError(400, "Request_BadRequest", "Property userPrincipalName is required.")
         if any(str(u.get("userPrincipalName", "")).lower() == upn.lower() for u in self.users.values()):
             raise TenantError(
-                400, "Request_BadRequest", "Another object with the same value for property userPrincipalName already exists."
+                400,
+                "Request_BadRequest",
+                "Another object with the same value for property userPrincipalName already exists.",
             )
         v = self._bump()
         self.user_tombs.pop(uid, None)
@@ -277,7 +313,9 @@ class Tenant:
         group = {k: val for k, val in body.items() if k != "members"}
         gid = str(group.setdefault("id", str(uuid.uuid4())))
         if gid in self.groups or gid in self.users:
-            raise TenantError(400, "Request_BadRequest", f"Another object with the same value for property id already exists: {gid}")
+            raise TenantError(
+                400, "Request_BadRequest", f"Another object with the same value for property id already exists: {gid}"
+            )
         if not group.get("displayName"):
             raise TenantError(400, "Request_BadRequest", "Property displayName is required.")
         v = self._bump()
@@ -324,7 +362,9 @@ class Tenant:
             raise TenantError(400, "Request_BadRequest", "A group cannot be a member of itself.")
         if member_id in self.members[gid]:
             raise TenantError(
-                400, "Request_BadRequest", "One or more added object references already exist for the following modified properties: 'members'."
+                400,
+                "Request_BadRequest",
+                "One or more added object references already exist for the following modified properties: 'members'.",
             )
         self._member_change(gid, member_id, added=True, version=self._bump())
         self._invalidate_memberships()

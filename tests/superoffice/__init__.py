@@ -1,0 +1,1 @@
+"""Wire-level tests of the SuperOffice connector and emulator."""
