@@ -512,3 +512,24 @@ def test_rules_check_command(tmp_path, superoffice_fixture):
     assert ":5:" in text
     path.write_text("version: 1\nrules: [{name: A, when: {expr: 'nope = 1'}}]\n")
     assert rules_cmd.check(path, None, console=quiet()) == 1
+
+
+def test_committed_json_schema_is_current():
+    """rules/schema.json is exactly what the models generate (regenerate with python -m scimflow.rules.schema)."""
+    from scimflow.rules.schema import rule_schema_text
+
+    committed = (Path(__file__).resolve().parents[1] / "rules" / "schema.json").read_text()
+    assert committed == rule_schema_text()
+
+
+def test_json_schema_accepts_the_default_rules_and_rejects_unknown_keys():
+    """The schema describes the language: the default rule set fits it, and unknown keys are not allowed."""
+    import yaml
+
+    from scimflow.rules.schema import rule_schema
+
+    schema = rule_schema()
+    assert schema["additionalProperties"] is False
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "rules" / "default.yaml").read_text())
+    assert set(data) <= set(schema["properties"])
+    assert {"version", "rules"} <= set(schema["properties"])
