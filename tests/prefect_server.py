@@ -35,12 +35,14 @@ def configure_environment() -> None:
     os.environ["PREFECT_HOME"] = str(_HOME)
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_PORT}/api"
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    # The UI asks the server where its API is; unset, that is port 4200 (``--port`` does not change it).
+    os.environ["PREFECT_SERVER_UI_API_URL"] = f"http://127.0.0.1:{_PORT}/api"
 
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[LocalPrefectServer]:
     """A running Prefect server for the session (its API URL is already in ``PREFECT_API_URL``)."""
-    server = LocalPrefectServer.start(_HOME, ui=False, port=_PORT)
+    server = LocalPrefectServer.start(_HOME, ui=True, port=_PORT)  # the UI: tests/browser
     try:
         server.wait_healthy(120)
         yield server

@@ -84,6 +84,8 @@ class LocalPrefectServer:
             cmd.append("--no-services")
         env = prefect_env(home)
         env.pop("PREFECT_API_URL", None)
+        # The UI asks the server where its API is; unset, that is port 4200 whatever --port says.
+        env["PREFECT_SERVER_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
         log_path = home / "server.log"
         log = log_path.open("ab")
         process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,0 +1,1 @@
+"""Browser tests: the Prefect UI driven by headless Chromium (Playwright), against emulated tenants."""

@@ -1,0 +1,101 @@
+"""Fixtures of the browser tests: the session Prefect server with its UI, the worked example, Chromium.
+
+The environment is set here, at import, before any test imports prefect (see tests/prefect_server.py).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from tests.prefect_server import configure_environment
+
+configure_environment()
+
+from tests.flows.flowkit import FIXTURES, WIDE, Tenant, start_tenant, stop_tenant  # noqa: E402 - after the env
+
+__all__ = ["UiServer"]
+
+
+@dataclass(frozen=True)
+class UiServer:
+    """A Prefect server with its UI: ``ui_url`` for the browser, ``api_url`` for REST checks."""
+
+    ui_url: str
+    api_url: str
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # loopback http
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+@pytest.fixture(scope="package")
+def ui_server() -> Iterator[UiServer]:
+    """The session Prefect server (UI on): reused when tests/flows already started it, else started here.
+
+    pytest keeps one instance of a fixture per conftest that imports it, so importing
+    ``tests.prefect_server.prefect_server`` here would start a second server on the session port while
+    tests/flows holds it. As tests/nightly and tests/reliability do, this reuses a healthy server on the
+    session port, or starts one (same home, same port, UI on) for this package only.
+    """
+    from scimflow.commands.sync_cmd import LocalPrefectServer
+    from tests import prefect_server as session
+
+    base = f"http://127.0.0.1:{session._PORT}"
+    if _get(f"{base}/api/health") == 200:
+        if _get(f"{base}/ui-settings") != 200:
+            pytest.fail(f"the Prefect server on {base} runs without its UI (start it with ui=True)")
+        yield UiServer(base, f"{base}/api")
+        return
+    server = LocalPrefectServer.start(session._HOME, ui=True, port=session._PORT)
+    try:
+        server.wait_healthy(120)
+        yield UiServer(server.ui_url, server.api_url)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def worked_example(tmp_path: Path) -> Iterator[Tenant]:
+    """The worked example (tests/fixtures) on fresh emulators, with wide guardrails."""
+    graph = json.loads((FIXTURES / "graph.json").read_text())
+    so = json.loads((FIXTURES / "superoffice.json").read_text())
+    tenant = start_tenant(tmp_path / "tenant", graph, so, rules=FIXTURES / "rules.yaml", guardrails=WIDE)
+    try:
+        yield tenant
+    finally:
+        stop_tenant(tenant)
+
+
+@pytest.fixture
+def chromium_page(tmp_path: Path) -> Iterator[Any]:
+    """A page of headless Debian Chromium (fresh profile, 1280x800) driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport=VIEWPORT,  # type: ignore[arg-type]
+        )
+        try:
+            context.set_default_timeout(20_000)
+            yield context.new_page()
+        finally:
+            context.close()
