@@ -258,7 +258,17 @@ def plan(
         quarantine=validated.quarantine,
     )
     p = _only_user(full, user) if user else full
-    verdict = evaluate_guardrails(p, config.guardrails, entra.source_users, last_source_users)
+    linked_ids = links.get_column("associate_id").unique()
+    present = so.users.get_column("associate_id")
+    linked_missing = int((~linked_ids.is_in(present.implode())).sum()) if linked_ids.len() else 0
+    verdict = evaluate_guardrails(
+        p,
+        config.guardrails,
+        entra.source_users,
+        last_source_users,
+        linked=linked_ids.len(),
+        linked_missing=linked_missing,
+    )
     out.mkdir(parents=True, exist_ok=True)
     plan_hash = write_plan_files(p, verdict, out)
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))

@@ -60,6 +60,7 @@ __all__ = [
 
 #: Graph's documented maximum lengths (reference/graph.md, DC ``resources/user.md``).
 ENTRA_MAX_LENGTHS: dict[str, int] = {
+    "userPrincipalName": 113,  # 64 (local part) + "@" + 48 (domain), as Entra documents
     "displayName": 256,
     "givenName": 64,
     "surname": 64,
@@ -86,8 +87,10 @@ ACTIONS: tuple[str, ...] = ("create", "update", "retire", "reactivate", "quarant
 
 # A UPN / e-mail address: a local part without spaces or '@', '@', and a dotted DNS name. Surrounding
 # spaces are tolerated (keys are compared trimmed). Anchored at both ends: str_matches only anchors the start.
+# Entra UPNs: the local part is ASCII letters, digits and ' . - _ ! # ^ ~ (Microsoft's documented set);
+# anything else (a Cyrillic look-alike, say) is quarantined rather than renaming a SuperOffice user.
 UPN_PATTERN = (
-    r"^\s*[^@\s\x00-\x1f\x7f]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"^\s*[A-Za-z0-9'._!#^~&+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+\s*$"
 )
 # C0 control characters (NUL included) and DEL.
@@ -169,7 +172,9 @@ class EntraUserModel(pa.DataFrameModel):
     """The Entra frame (``frames.ENTRA_SCHEMA``): one row per Graph user, groups resolved transitively."""
 
     id: str = pa.Field(nullable=False, unique=True)
-    userPrincipalName: str = pa.Field(nullable=False, str_matches=UPN_PATTERN)
+    userPrincipalName: str = pa.Field(
+        nullable=False, str_matches=UPN_PATTERN, str_length={"max_value": ENTRA_MAX_LENGTHS["userPrincipalName"]}
+    )
     mail: str = pa.Field(nullable=True)
     displayName: str = pa.Field(nullable=True, str_length={"max_value": ENTRA_MAX_LENGTHS["displayName"]})
     givenName: str = pa.Field(nullable=True, str_length={"max_value": ENTRA_MAX_LENGTHS["givenName"]})

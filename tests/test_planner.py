@@ -597,3 +597,14 @@ def test_not_selected_plan_means_no_plan(so_plan, expected):
         assert rows == {}
     else:
         assert rows["user1@x.com"]["changes"] == expected
+
+
+def test_superoffice_extract_missing_linked_users_is_unhealthy():
+    """A SuperOffice extract missing more linked users than max_source_drop allows applies nothing."""
+    plan, _ = plan_of([eu(1)], [su(1)])
+    g = Guardrails()
+    ok = evaluate_guardrails(plan, g, source_users=1, linked=10, linked_missing=2)
+    assert ok.verdict == "ok"
+    bad = evaluate_guardrails(plan, g, source_users=1, linked=10, linked_missing=3)
+    assert bad.verdict == "source_unhealthy"
+    assert any("SuperOffice extract misses 3 of the 10 linked users" in r for r in bad.reasons)

@@ -29,12 +29,21 @@ class GuardrailVerdict:
 
 
 def evaluate_guardrails(
-    plan: Plan, g: Guardrails, source_users: int, last_source_users: int | None = None
+    plan: Plan,
+    g: Guardrails,
+    source_users: int,
+    last_source_users: int | None = None,
+    *,
+    linked: int = 0,
+    linked_missing: int = 0,
 ) -> GuardrailVerdict:
     """Judge ``plan`` against the budgets.
 
     An unhealthy source (fewer than ``min_source_users`` Entra users, or a drop from the last successful
-    run larger than ``max_source_drop``) holds every change class present. Otherwise ``max_retire``
+    run larger than ``max_source_drop``) holds every change class present. The SuperOffice extract is
+    judged the same way: when more of the ``linked`` SuperOffice users than ``max_source_drop`` allows are
+    missing from it (``linked_missing``), it is incomplete and nothing applies (a half-read target would
+    otherwise plan every linked user as a create). Otherwise ``max_retire``
     (against the managed, active SuperOffice users) holds ``retire``, and ``max_changes`` (create,
     update, retire and reactivate together, against the managed users) holds every change class present.
     """
@@ -52,6 +61,11 @@ def evaluate_guardrails(
                 f"Entra users dropped by {drop} (from {last_source_users} to {source_users}), "
                 f"more than max_source_drop ({g.max_source_drop} = {limit})"
             )
+    if linked > 0 and linked_missing > g.max_source_drop.limit(linked):
+        unhealthy.append(
+            f"the SuperOffice extract misses {linked_missing} of the {linked} linked users, "
+            f"more than max_source_drop ({g.max_source_drop} = {g.max_source_drop.limit(linked)})"
+        )
     if unhealthy:
         return GuardrailVerdict("source_unhealthy", present, [*unhealthy, "nothing is applied"])
     held: list[str] = []

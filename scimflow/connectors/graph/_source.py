@@ -273,7 +273,9 @@ class GraphSource:
             frame, link = _users_page(response)
             frames.append(frame)
             next_url = link
-        return pl.concat(frames, rechunk=True).unique("id", keep="last", maintain_order=True)
+        # Identical rows (a page replayed) collapse; two *different* users sharing an id are kept, so
+        # validation quarantines both instead of one silently winning.
+        return pl.concat(frames, rechunk=True).unique(maintain_order=True)
 
     def _scope_ids(self, names: pl.DataFrame) -> set[str] | None:
         """The scope's group ids (``entra.groups`` names or ids), or ``None`` without a scope."""

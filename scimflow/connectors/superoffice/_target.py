@@ -304,6 +304,15 @@ class SuperOfficeTarget:
             rows = body.get("value")
             if not isinstance(rows, list):
                 raise PayloadError("an archive page has no 'value' list", method="GET", url=response.request.url)
+            if path == "api/v1/User":
+                for n, r in enumerate(rows):
+                    if not isinstance(r, dict) or _as_id(r.get("associateDbId")) is None:
+                        bad = str(r.get("associateDbId") if isinstance(r, dict) else r)[:40]
+                        raise PayloadError(
+                            f"user row {seen + n} has no usable associateDbId ({bad!r})",
+                            method="GET",
+                            url=response.request.url,
+                        )
             yield rows
             seen += len(rows)
             page_size = max(page_size, len(rows))

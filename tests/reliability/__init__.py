@@ -1,0 +1,1 @@
+"""Reliability and security suite: faults survived, bad input refused, nothing lost, nothing leaked."""
