@@ -11,9 +11,16 @@ import stamina
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-# Before anything can import prefect: no telemetry, no ephemeral server, a private home.
+# Before anything can import prefect: no telemetry, no ephemeral server, a private home, and the port
+# of the ONE Prefect server this session starts (lazily, for the first test that asks for it).
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from tests.prefect_server import configure_environment, prefect_server  # noqa: E402
+
+configure_environment()
+
+__all__ = ["prefect_server"]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -16,11 +16,7 @@ from typing import Any
 import pytest
 
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
-from tests.prefect_server import configure_environment
-
-configure_environment()
-
-from tests.flows.flowkit import FIXTURES, WIDE, Tenant, start_tenant, stop_tenant  # noqa: E402 - after the env
+from tests.flows.flowkit import FIXTURES, WIDE, Tenant, start_tenant, stop_tenant
 
 __all__ = ["UiServer"]
 
@@ -44,29 +40,12 @@ def _get(url: str) -> int:
 
 
 @pytest.fixture(scope="package")
-def ui_server() -> Iterator[UiServer]:
-    """The session Prefect server (UI on): reused when tests/flows already started it, else started here.
-
-    pytest keeps one instance of a fixture per conftest that imports it, so importing
-    ``tests.prefect_server.prefect_server`` here would start a second server on the session port while
-    tests/flows holds it. As tests/nightly and tests/reliability do, this reuses a healthy server on the
-    session port, or starts one (same home, same port, UI on) for this package only.
-    """
-    from scimflow.commands.sync_cmd import LocalPrefectServer
-    from tests import prefect_server as session
-
-    base = f"http://127.0.0.1:{session._PORT}"
-    if _get(f"{base}/api/health") == 200:
-        if _get(f"{base}/ui-settings") != 200:
-            pytest.fail(f"the Prefect server on {base} runs without its UI (start it with ui=True)")
-        yield UiServer(base, f"{base}/api")
-        return
-    server = LocalPrefectServer.start(session._HOME, ui=True, port=session._PORT)
-    try:
-        server.wait_healthy(120)
-        yield UiServer(server.ui_url, server.api_url)
-    finally:
-        server.stop()
+def ui_server(prefect_server: Any) -> UiServer:
+    """The session Prefect server (tests/conftest.py), which runs with its UI on."""
+    base = prefect_server.ui_url
+    if _get(f"{base}/ui-settings") != 200:
+        pytest.fail(f"the Prefect server on {base} runs without its UI (start it with ui=True)")
+    return UiServer(base, prefect_server.api_url)
 
 
 @pytest.fixture

@@ -1,7 +1,4 @@
-"""Flow tests: one real Prefect server per session, real emulators over HTTPS, a real SQLite store.
-
-The environment is set here, at import, before any test imports prefect (see tests/prefect_server.py).
-"""
+"""Flow tests: the session's Prefect server (tests/conftest.py), real emulators over HTTPS, a real SQLite store."""
 
 from __future__ import annotations
 
@@ -10,14 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flowkit import FIXTURES, WIDE, Tenant, start_tenant, stop_tenant
 
-from tests.prefect_server import configure_environment, prefect_server
-
-configure_environment()
-
-from flowkit import FIXTURES, WIDE, Tenant, start_tenant, stop_tenant  # noqa: E402 - after the environment is set
-
-__all__ = ["prefect_server"]
+__all__: list[str] = []
 
 
 @pytest.fixture

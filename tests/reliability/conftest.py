@@ -7,44 +7,22 @@ The environment is set at import, before anything imports prefect (as tests/flow
 from __future__ import annotations
 
 import json
-import os
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.prefect_server import configure_environment
-
-configure_environment()
-
-from tests.reliability import harness  # noqa: E402 - after the environment is set
-from tests.reliability.readme import write_section  # noqa: E402
+from tests.reliability import harness
+from tests.reliability.readme import write_section
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture(scope="package")
-def shared_prefect() -> Iterator[str]:
-    """The session's Prefect server: the one tests/flows started when it is up, else one for this package."""
-    from scimflow.commands.sync_cmd import LocalPrefectServer
-    from tests import prefect_server as ps
-
-    url = os.environ["PREFECT_API_URL"]
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            up = r.status == 200
-    except OSError:
-        up = False
-    if up:
-        yield url
-        return
-    server = LocalPrefectServer.start(ps._HOME, ui=False, port=ps._PORT)
-    try:
-        server.wait_healthy(120)
-        yield url
-    finally:
-        server.stop()
+def shared_prefect(prefect_server: Any) -> str:
+    """The session's Prefect server (tests/conftest.py): its API URL."""
+    return str(prefect_server.api_url)
 
 
 @pytest.fixture(scope="package", autouse=True)
