@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scimflow.plan import COUNT_KEYS
+
 if TYPE_CHECKING:
     from scimflow.apply import ApplyReport, PlanRow
 
@@ -27,17 +29,7 @@ __all__ = [
 
 #: Rows shown in the changes table; the full plan is in the plan files.
 TABLE_CAP = 200
-_COUNT_ORDER = (
-    "create",
-    "update",
-    "retire",
-    "reactivate",
-    "quarantine",
-    "conflict",
-    "unchanged",
-    "unmanaged",
-    "out_of_scope",
-)
+_COUNT_ORDER = COUNT_KEYS  # the nine summary counts, in summary.json order
 _RISKY_FIELDS = ("user_plan", "role")
 
 

@@ -18,19 +18,11 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from scimflow.plan import COUNT_KEYS
+
 __all__ = ["print_plan_summary", "rules_check", "run_explain", "run_plan"]
 
-_ACTIONS = (
-    "create",
-    "update",
-    "retire",
-    "reactivate",
-    "quarantine",
-    "conflict",
-    "unchanged",
-    "unmanaged",
-    "out_of_scope",
-)
+_ACTIONS = COUNT_KEYS  # the nine summary counts, in summary.json order
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
