@@ -20,12 +20,14 @@ import sys
 from dataclasses import dataclass
 
 from prefect.automations import Automation, EventTrigger, SendNotification
-from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 
 __all__ = ["AUTOMATIONS", "AutomationSpec", "ensure_automations"]
 
 FLOW_NAME = "sync-users"
+#: The run's page in the UI, or its id where the server has no UI URL (``ui_url`` renders None then).
+_RUN_LINK = "{{ flow_run|ui_url or 'flow run id ' ~ flow_run.id }}"
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ AUTOMATIONS: tuple[AutomationSpec, ...] = (
         subject="scimflow: sync run {{ flow_run.name }} failed",
         body=(
             "The sync run {{ flow_run.name }} of {{ flow.name }} ended {{ flow_run.state.name }}.\n"
-            "Nothing further was applied. Open the run: {{ flow_run|ui_url }}"
+            "Nothing further was applied. Open the run: " + _RUN_LINK
         ),
     ),
     AutomationSpec(
@@ -54,7 +56,7 @@ AUTOMATIONS: tuple[AutomationSpec, ...] = (
         subject="scimflow: sync run {{ flow_run.name }} waits for approval",
         body=(
             "The sync run {{ flow_run.name }} published its preview and waits for an approver.\n"
-            "Review the plan and fill in the approval form: {{ flow_run|ui_url }}"
+            "Review the plan and fill in the approval form: " + _RUN_LINK
         ),
     ),
 )
@@ -82,7 +84,7 @@ async def ensure_automations(block_name: str, *, flow_name: str = FLOW_NAME) -> 
         for block_type in await client.read_block_types():
             try:
                 doc = await client.read_block_document_by_name(block_name, block_type.slug)
-            except Exception:  # noqa: BLE001 - "not found" for this block type; try the next
+            except ObjectNotFound:  # not a block of this type; try the next
                 continue
             break
         if doc is None:
@@ -105,14 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         made = asyncio.run(ensure_automations(args.block, flow_name=args.flow))
     except LookupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: {exc}\n")
         return 1
     for a in made:
-        print(f"automation ready: {a.name} ({a.id})")
+        sys.stdout.write(f"automation ready: {a.name} ({a.id})\n")
     return 0
 
-
-_ = Block  # notification blocks are Block subclasses; imported for type context in docs
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,11 +16,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from tests.pg import postgres_server, postgres_url  # noqa: E402 - one PostgreSQL server per session
 from tests.prefect_server import configure_environment, prefect_server  # noqa: E402
 
 configure_environment()
 
-__all__ = ["prefect_server"]
+__all__ = ["postgres_server", "postgres_url", "prefect_server"]
 
 
 @pytest.fixture(autouse=True, scope="session")

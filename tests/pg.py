@@ -1,6 +1,6 @@
 """A throw-away PostgreSQL server for tests, from the Debian binaries (``/usr/lib/postgresql/*/bin``).
 
-Use it by importing the fixtures into a test module (``from pg import postgres_server, postgres_url``).
+The root ``tests/conftest.py`` provides both fixtures to every test, so the session has one server.
 ``postgres_server`` (session) runs ``initdb`` and ``pg_ctl start`` on a free loopback port with its unix
 socket in a temporary folder; PostgreSQL refuses to run as root, so as root the server runs as the
 ``postgres`` user (or ``nobody``) through ``runuser``. ``postgres_url`` (per test) is a fresh, empty

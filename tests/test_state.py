@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from pg import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 from scimflow.state import HEAD_REVISION, LinkImportError, StateError, StateStore
 from scimflow.state import _tables as tables
