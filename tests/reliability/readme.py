@@ -15,7 +15,8 @@ _TEMPLATE = """\
 An identity sync that misfires retires good people or leaks credentials. `tests/reliability/` (part of
 `make test`) and `make soak` prove, end to end against the emulators over real sockets, that scimflow
 survives faults, refuses bad input, loses nothing and leaks nothing. Every figure below is written by the
-suite into `tests/reliability/figures.json` (last run: {written_at}); none is typed by hand.
+suite (`tests/reliability/figures.json`, with the time of the run) and copied here between the markers;
+none is typed by hand.
 
 | what | figure |
 |---|---|
@@ -28,7 +29,7 @@ suite into `tests/reliability/figures.json` (last run: {written_at}); none is ty
 | bad inputs tried (`tests/reliability/corpus/`) | {bad_inputs_tried} |
 | bad inputs refused with a clear error or quarantined | {bad_inputs_refused_or_quarantined} |
 | writes caused by bad input | {writes_from_bad_input} |
-| secrets and issued tokens tracked / texts scanned (logs, tracebacks, plan files, state DB, Prefect artifacts and logs, process output) | {secrets_tracked} / {texts_scanned} |
+| secrets and issued tokens tracked (searched for in logs, tracebacks, plan files, state DB, Prefect artifacts and logs, process output) | {secrets_tracked} |
 | secrets leaked | {leaks} |
 
 What each fault must lead to: **the plan a clean run makes, exactly** (`plan.jsonl` compared row by row),
@@ -75,5 +76,19 @@ def render_section(figures: dict[str, Any]) -> str:
     return _TEMPLATE.format(**values)
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
+
+
 def write_section(figures: dict[str, Any]) -> None:
-    SECTION_PATH.write_text(render_section(figures))
+    """Write README-section.md and replace the README's section between the markers (when present)."""
+    text = render_section(figures)
+    SECTION_PATH.write_text(text)
+    if README.exists():
+        readme = README.read_text()
+        if START in readme and END in readme:
+            head, rest = readme.split(START, 1)
+            _, tail = rest.split(END, 1)
+            new = f"{head}{START}\n{text}{END}{tail}"
+            if new != readme:
+                README.write_text(new)
