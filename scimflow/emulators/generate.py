@@ -79,7 +79,9 @@ _COUNTRIES: tuple[tuple[str, int, str, int, str, tuple[str, ...]], ...] = (
 _ROLES = [{"Id": i, "Value": v} for i, v in enumerate(("Administrator", "Sales", "Support", "Manager", "User"), 1)]
 _USERGROUPS = [
     {"Id": i, "Value": v}
-    for i, v in enumerate(("Fallback group", "Sales Norway", "Support", "Marketing", "Sales Sweden", "Management"), 1)
+    for i, v in enumerate(
+        ("Fallback group", "Sales Norway", "Support", "Marketing", "Sales Sweden", "Management", "Managers"), 1
+    )
 ]
 _USERPLANS = [
     {"Name": "ten-sales", "Description": "Sales Premium"},
