@@ -23,7 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 rules_app = typer.Typer(help="Check and test rule sets.", no_args_is_help=True)
-links_app = typer.Typer(help="Export or import the Entra-to-SuperOffice links of the state store.", no_args_is_help=True)
+links_app = typer.Typer(
+    help="Export or import the Entra-to-SuperOffice links of the state store.", no_args_is_help=True
+)
 app.add_typer(rules_app, name="rules")
 app.add_typer(links_app, name="links")
 
@@ -42,7 +44,9 @@ def demo(
     ] = False,
     users: Annotated[int, typer.Option("--users", help="Size of the generated tenant.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated tenant.")] = 7,
-    workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo keeps its files.")] = Path(".scimflow/demo"),
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo keeps its files.")] = Path(
+        ".scimflow/demo"
+    ),
 ) -> None:
     """Emulators with a generated tenant + the whole flow on a local Prefect, approved from the command line."""
     from scimflow.commands.demo_cmd import run_demo
@@ -52,12 +56,16 @@ def demo(
 
 @app.command()
 def emulate(
-    write_config: Annotated[Path, typer.Option("--write-config", help="Where to write the config pointing at the emulators.")],
+    write_config: Annotated[
+        Path, typer.Option("--write-config", help="Where to write the config pointing at the emulators.")
+    ],
     graph_data: Annotated[Path | None, typer.Option("--graph-data", help="Graph fixture (G.json).")] = None,
     superoffice_data: Annotated[
         Path | None, typer.Option("--superoffice-data", help="SuperOffice fixture (S.json).")
     ] = None,
-    users: Annotated[int | None, typer.Option("--users", help="Generate a tenant of N users instead of reading files.")] = None,
+    users: Annotated[
+        int | None, typer.Option("--users", help="Generate a tenant of N users instead of reading files.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for --users.")] = 0,
     graph_port: Annotated[int | None, typer.Option("--graph-port")] = None,
     superoffice_port: Annotated[int | None, typer.Option("--superoffice-port")] = None,
@@ -88,7 +96,9 @@ def plan(
     config: ConfigOpt = Path("scimflow.yaml"),
     rules: RulesOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder for the plan files.")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Read all Entra users even when a delta link is stored.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read all Entra users even when a delta link is stored.")
+    ] = False,
 ) -> None:
     """Extract, validate and plan; write plan.jsonl, summary.json, plan.parquet. Exit 0 empty, 2 rows, 1 error."""
     from scimflow.commands.plan_live import run_plan
@@ -165,7 +175,7 @@ def links_export(config: ConfigOpt = Path("scimflow.yaml")) -> None:
 
 @links_app.command("import")
 def links_import(
-    file: Annotated[Path, typer.Argument(help="A JSON list of {\"entra_id\", \"associate_id\"}.")],
+    file: Annotated[Path, typer.Argument(help='A JSON list of {"entra_id", "associate_id"}.')],
     config: ConfigOpt = Path("scimflow.yaml"),
 ) -> None:
     """Import links (migrating from another provisioning tool, or restoring state)."""

@@ -180,7 +180,9 @@ class EntraConfig(_Model):
     certificate: CertificateCredential | None = None
     authority_host: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com"
-    groups: list[str] = Field(default_factory=list, description="Optional scope: only transitive members of these groups")
+    groups: list[str] = Field(
+        default_factory=list, description="Optional scope: only transitive members of these groups"
+    )
     page_size: int = Field(999, ge=1, le=999)
     timeout: float = Field(30.0, gt=0)
 
@@ -211,7 +213,9 @@ class SuperOfficeConfig(_Model):
     webapi_url: str
     login_url: str
     context_identifier: str
-    client_id: str | None = Field(None, description="The app's client id (the JWT audience); defaults to context-free validation")
+    client_id: str | None = Field(
+        None, description="The app's client id (the JWT audience); defaults to context-free validation"
+    )
     client_secret: Secret
     system_user_token: Secret
     private_key: Secret
@@ -291,7 +295,9 @@ class Config(_Model):
     rules: Path = Path("rules/default.yaml")
     state_url: str = "sqlite:///.scimflow/state.db"
     out_dir: Path = Path(".scimflow/out")
-    tenant: str | None = Field(None, description="A short name for this tenant (artifact keys); defaults from the context identifier")
+    tenant: str | None = Field(
+        None, description="A short name for this tenant (artifact keys); defaults from the context identifier"
+    )
     guardrails: Guardrails = Field(default_factory=lambda: Guardrails())
 
     _source: Path | None = PrivateAttr(default=None)

@@ -62,6 +62,7 @@ GRAPH_USER_FIELDS: tuple[str, ...] = (
     "userType",
 )
 
+
 def _graph_dtype(name: str) -> pl.DataType:
     if name == "accountEnabled":
         return pl.Boolean()
@@ -76,24 +77,24 @@ ENTRA_SCHEMA: pl.Schema = pl.Schema(
 )
 
 _SO_COLUMNS: dict[str, pl.DataType] = {
-        "associate_id": pl.Int64(),
-        "name": pl.String(),
-        "user_name": pl.String(),
-        "user_type": pl.String(),
-        "retired": pl.Boolean(),
-        "person_id": pl.Int64(),
-        "first_name": pl.String(),
-        "last_name": pl.String(),
-        "email": pl.String(),
-        "title": pl.String(),
-        "mobile_phone": pl.String(),
-        "role": pl.String(),
-        "primary_group": pl.String(),
-        "secondary_groups": pl.List(pl.String),
-        "owner_company": pl.String(),
-        "contact_id": pl.Int64(),
-        "user_plan": pl.String(),
-        "confidential": pl.Boolean(),
+    "associate_id": pl.Int64(),
+    "name": pl.String(),
+    "user_name": pl.String(),
+    "user_type": pl.String(),
+    "retired": pl.Boolean(),
+    "person_id": pl.Int64(),
+    "first_name": pl.String(),
+    "last_name": pl.String(),
+    "email": pl.String(),
+    "title": pl.String(),
+    "mobile_phone": pl.String(),
+    "role": pl.String(),
+    "primary_group": pl.String(),
+    "secondary_groups": pl.List(pl.String),
+    "owner_company": pl.String(),
+    "contact_id": pl.Int64(),
+    "user_plan": pl.String(),
+    "confidential": pl.Boolean(),
 }
 SO_SCHEMA: pl.Schema = pl.Schema(_SO_COLUMNS)
 
@@ -165,6 +166,7 @@ class Reference:
                 schema=COMPANY_SCHEMA,
             ),
         )
+
 
 NO_PLAN_LICENSE = "superlicense-no-selection"
 CONFIDENTIAL_LICENSE = "visible-for"

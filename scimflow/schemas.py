@@ -296,6 +296,7 @@ class PlanRowModel(pa.DataFrameModel):
 # evaluated here straight from the model (the single source of truth), all in one query, and each failure
 # becomes a phrase. tests/test_schemas.py checks that what passes here passes ``Model.validate`` too.
 
+
 def _structural_problems(model: type[pa.DataFrameModel], df: pl.DataFrame) -> list[str]:
     """Missing columns and wrong dtypes, one sentence each (empty when the structure is right)."""
     columns = model.to_schema().columns
@@ -379,7 +380,9 @@ def _row_reasons(model: type[pa.DataFrameModel], df: pl.DataFrame) -> pl.Series:
         if column.unique:
             unique = lf.select(pl.col(name).is_null() | pl.col(name).is_unique())
             checks.append((order[name], unique, _duplicate_phrase(name)))
-        checks.extend((order[name], _check_output(check, lf, name), _column_phrase(name, check)) for check in column.checks)
+        checks.extend(
+            (order[name], _check_output(check, lf, name), _column_phrase(name, check)) for check in column.checks
+        )
     for check in schema.checks:
         field_name, phrase = _DATAFRAME_PHRASES[check.name]
         checks.append((order.get(field_name, len(order)), _check_output(check, lf, "*"), phrase))
@@ -463,10 +466,7 @@ def entra_blocked_by_so(entra: pl.DataFrame, so: pl.DataFrame, excluded: pl.Data
     """
     bad = so.join(excluded.select("associate_id"), on="associate_id", how="semi")
     so_keys = pl.concat(
-        [
-            bad.select("associate_id", _key(column).alias("match_key"))
-            for column in ("user_name", "email")
-        ]
+        [bad.select("associate_id", _key(column).alias("match_key")) for column in ("user_name", "email")]
     ).drop_nulls("match_key")
     entra_keys = pl.concat(
         [

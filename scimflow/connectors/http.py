@@ -177,9 +177,7 @@ def send(
                 last = response
                 if response.status_code in _RETRY_STATUSES and response.status_code not in ok:
                     response.read()
-                    log.info(
-                        "%s %s -> %s (retrying)", method, sanitize_url(response.request.url), response.status_code
-                    )
+                    log.info("%s %s -> %s (retrying)", method, sanitize_url(response.request.url), response.status_code)
                     raise RetryableStatus(response)
     except RetryableStatus as exc:
         r = exc.response
@@ -198,9 +196,7 @@ def send(
                 method=method,
                 url=_url_of(client, url),
             ) from exc
-        raise UpstreamError(
-            f"transport error {type(exc).__name__}", method=method, url=_url_of(client, url)
-        ) from exc
+        raise UpstreamError(f"transport error {type(exc).__name__}", method=method, url=_url_of(client, url)) from exc
     assert last is not None
     response = last
     status = response.status_code
@@ -256,7 +252,9 @@ def ensure(condition: bool, message: str, response: httpx.Response) -> None:
     if not condition:
         from scimflow.connectors.errors import PayloadError
 
-        raise PayloadError(message, method=response.request.method, url=response.request.url, status=response.status_code)
+        raise PayloadError(
+            message, method=response.request.method, url=response.request.url, status=response.status_code
+        )
 
 
 _ = ConnectorError  # re-exported for callers that catch the base class from here

@@ -58,7 +58,9 @@ class _MsalHttp:
         self._client = client
         self._policy = policy
 
-    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kwargs: Any) -> httpx.Response:
+    def post(
+        self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kwargs: Any
+    ) -> httpx.Response:
         return self._send("POST", url, params=params, data=data, headers=headers, timeout=kwargs.get("timeout"))
 
     def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> httpx.Response:
@@ -229,7 +231,9 @@ class GraphAuth(httpx.Auth):
     def _app(self) -> tuple[msal.ConfidentialClientApplication, threading.Lock]:
         # Looked up once per source: the lookup reveals the credential (a Prefect Secret read, say).
         if self._entry is None:
-            self._entry = msal_app(self._config, ca_bundle=self._ca_bundle, transport=self._transport, policy=self._policy)
+            self._entry = msal_app(
+                self._config, ca_bundle=self._ca_bundle, transport=self._transport, policy=self._policy
+            )
         return self._entry
 
     def _acquire(self, app: msal.ConfidentialClientApplication) -> str:

@@ -136,7 +136,10 @@ class GraphSource:
         if not isinstance(body, dict) or not isinstance(body.get("value", []), list):
             msg = "response is not an OData JSON object"
             raise PayloadError(
-                msg, method="GET", url=response.request.url, status=response.status_code,
+                msg,
+                method="GET",
+                url=response.request.url,
+                status=response.status_code,
                 request_id=response.headers.get("request-id"),
             )
         return body
@@ -237,15 +240,17 @@ class GraphSource:
             frame = _in_scope(frame, scope)
         log.info(
             "read %d users, %d groups, %d memberships in %d requests (%.1f s)",
-            frame.height, names.height, edges.height, self.requests - before, time.monotonic() - started,
+            frame.height,
+            names.height,
+            edges.height,
+            self.requests - before,
+            time.monotonic() - started,
         )
         return frame
 
     def _read_groups(self) -> pl.DataFrame:
         frames = [
-            pl.DataFrame(
-                [(g.get("id"), g.get("displayName")) for g in page], schema=NAME_SCHEMA, orient="row"
-            )
+            pl.DataFrame([(g.get("id"), g.get("displayName")) for g in page], schema=NAME_SCHEMA, orient="row")
             for page in self._pages(f"/v1.0/groups?$select=id,displayName&$top={self._top}")
         ]
         return pl.concat(frames) if frames else pl.DataFrame(schema=NAME_SCHEMA)
@@ -317,9 +322,7 @@ class GraphSource:
 
     def _full_delta(self, before: int, *, note: str | None) -> DeltaResult:
         # Links first, then the read: what changes meanwhile is replayed next round, not lost.
-        links = DeltaLinks(
-            users=self._latest(self._users_delta_url()), groups=self._latest(self._groups_delta_url())
-        )
+        links = DeltaLinks(users=self._latest(self._users_delta_url()), groups=self._latest(self._groups_delta_url()))
         frame = self.read_users()
         return DeltaResult(frame, links, full_read=True, removed=[], requests=self.requests - before, note=note)
 
@@ -343,7 +346,11 @@ class GraphSource:
         removed = sorted(users.removed)
         log.info(
             "delta: %d users changed, %d removed, %d groups changed, %d groups removed; %d users now",
-            len(users.updates), len(removed), len(groups.changed), len(groups.removed), frame.height,
+            len(users.updates),
+            len(removed),
+            len(groups.changed),
+            len(groups.removed),
+            frame.height,
         )
         return DeltaResult(
             frame=frame,
@@ -387,16 +394,23 @@ class GraphSource:
                 frame, replaced_groups=replaced | groups.removed, new_edges=new_edges, names=names
             )
             in_scope = set(
-                pl.concat([edges_now.select("id", "group_ids").explode("group_ids").rename({"group_ids": "group_id"}),
-                           new_edges])
+                pl.concat(
+                    [
+                        edges_now.select("id", "group_ids").explode("group_ids").rename({"group_ids": "group_id"}),
+                        new_edges,
+                    ]
+                )
                 .filter(pl.col("group_id").is_in(list(scope)))
-                .get_column("id").to_list()
+                .get_column("id")
+                .to_list()
             )
             in_scope -= set(users.removed)
             missing = sorted(in_scope - set(frame.get_column("id").to_list()))
         if len(lonely) + len(missing) > _PER_USER_LIMIT:
-            log.info("delta: %d users need their memberships read one by one; re-reading the tenant instead",
-                     len(lonely) + len(missing))
+            log.info(
+                "delta: %d users need their memberships read one by one; re-reading the tenant instead",
+                len(lonely) + len(missing),
+            )
             return self.read_users(), "many membership changes; re-read the whole tenant"
         per_user = {uid: self._member_of(uid, names) for uid in [*lonely, *missing]}
         if missing:
@@ -471,7 +485,10 @@ def _users_page(response: httpx.Response) -> tuple[pl.DataFrame, str | None]:
     except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
         msg = f"a users page is not the documented JSON ({type(exc).__name__})"
         raise PayloadError(
-            msg, method="GET", url=response.request.url, status=response.status_code,
+            msg,
+            method="GET",
+            url=response.request.url,
+            status=response.status_code,
             request_id=response.headers.get("request-id"),
         ) from exc
     return users, (link or None)
@@ -495,4 +512,3 @@ def _error_code(response: httpx.Response) -> str | None:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
-
