@@ -608,3 +608,40 @@ def test_superoffice_extract_missing_linked_users_is_unhealthy():
     bad = evaluate_guardrails(plan, g, source_users=1, linked=10, linked_missing=3)
     assert bad.verdict == "source_unhealthy"
     assert any("SuperOffice extract misses 3 of the 10 linked users" in r for r in bad.reasons)
+
+
+# -- source health: a broken extract never retires anyone ------------------------------------------
+
+
+def _tenant(n: int) -> tuple[list[dict], list[dict], list[dict]]:
+    users = [eu(i) for i in range(n)]
+    partners = [su(i) for i in range(n)]
+    links = [{"entra_id": f"e{i}", "associate_id": 100 + i} for i in range(n)]
+    return users, partners, links
+
+
+@pytest.mark.parametrize(
+    ("case", "verdict"),
+    [
+        ("empty", "source_unhealthy"),
+        ("halved", "source_unhealthy"),
+        ("all_disabled", "over_budget"),
+    ],
+    ids=["empty-extract", "halved-extract", "all-disabled-extract"],
+)
+def test_broken_extracts_retire_nobody(case, verdict):
+    """Empty, halved and all-disabled Entra extracts of a 40-user tenant leave every retirement held."""
+    users, partners, links = _tenant(40)
+    last = 40
+    if case == "empty":
+        users = []
+    elif case == "halved":
+        users = users[:20]
+    else:
+        users = [{**u, "accountEnabled": False} for u in users]
+    plan, _ = plan_of(users, partners, links=[(x["entra_id"], x["associate_id"]) for x in links])
+    assert plan.counts["retire"] >= 20  # the plan itself would retire them...
+    result = evaluate_guardrails(plan, Guardrails(), source_users=len(users), last_source_users=last)
+    assert result.verdict == verdict
+    assert "retire" in result.held  # ...but the guardrails hold every retirement: none is applied
+    assert any(("min_source_users" in r) or ("max_source_drop" in r) or ("max_retire" in r) for r in result.reasons)
