@@ -13,6 +13,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
+from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
@@ -37,6 +38,7 @@ from tasks.apply import (
     hold_changes,
     load_approved_plan,
     record_approval_form,
+    release_apply_session,
 )
 from tasks.extract import extract_entra_users, extract_superoffice_users
 from tasks.plan import plan_changes, start_sync_run
@@ -190,9 +192,22 @@ def _apply(
     progress = create_progress_artifact(0.0, key=keys.progress, description=f"Applying {len(rows)} changes")
     assert isinstance(progress, UUID)  # the sync API (we are not in an event loop)
     results: list[RowResult] = []
-    for i, chunk in enumerate(chunks, start=1):
-        results += apply_changes(config, planned.plan_hash, chunk, index=i, total=len(chunks), run_id=run_id)
-        update_progress_artifact(progress, 100.0 * i / len(chunks))
+    in_flight: list[PrefectFuture[list[RowResult]]] = []
+    try:
+        for i, chunk in enumerate(chunks, start=1):
+            in_flight.append(
+                apply_changes.submit(config, planned.plan_hash, chunk, index=i, total=len(chunks), run_id=run_id)
+            )
+            if len(in_flight) > 1:  # two chunks at most: the next one re-reads while this one writes
+                results += in_flight.pop(0).result()
+                update_progress_artifact(progress, 100.0 * (i - 1) / len(chunks))
+        while in_flight:
+            results += in_flight.pop(0).result()
+        update_progress_artifact(progress, 100.0)
+    finally:
+        for future in in_flight:
+            future.wait()
+        release_apply_session(config, planned.plan_hash, run_id)
     return results
 
 

@@ -13,6 +13,19 @@ What it guarantees:
 - **Resumable.** Every row's outcome is journalled under ``(plan_hash, key, action)`` before and after the
   write; a rerun of the same plan skips what is ``applied``/``verified``, creates are idempotent on
   ``UserName`` in the connector, and a row found already at its ``to`` values counts as already done.
+- **Journalled in batches, without losing crash safety.** Rows are journalled ``pending`` (one transaction
+  per chunk) before any of them is written; outcomes are then journalled in batches of
+  :data:`JOURNAL_BATCH` rows, and whatever is buffered is flushed when the chunk ends, normally or by an
+  exception. Only a killed process can lose buffered marks, and a lost mark leaves its row ``pending``:
+  the rerun re-checks that row instead of repeating it. An update is re-read in bulk first and found at
+  its ``to`` values (``already_done``), and its JSON Patch ``test`` ops would refuse a second write over
+  changed values anyway; a create finds its user by ``UserName`` (the connector's idempotency) and returns
+  it, reusing a person an interrupted attempt left behind. So batching can cost a re-check, never a
+  duplicate or a lost change, and the ``pending`` mark written before each write is what keeps that true.
+- **Read once, written once.** The chunk's bulk re-read is also what an update is written from: the
+  connector's ``test`` ops carry the values it returned (no ``GET`` per user). Callers applying several
+  chunks pass one target, the reference read once, and a shared semaphore of write slots, so chunks may
+  overlap (the next one re-reads while this one writes) without exceeding ``write_concurrency``.
 - **Bounded.** Rows are cut into at most :data:`MAX_CHUNKS` chunks; within a chunk at most
   ``superoffice.write_concurrency`` writes run at once.
 - **Checked.** Afterwards the touched users are read back and compared with the plan's ``to`` values.
@@ -26,6 +39,8 @@ import hashlib
 import json
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -65,6 +80,9 @@ CHANGE_ACTIONS: tuple[str, ...] = ("create", "update", "retire", "reactivate")
 MAX_CHUNKS = 10
 #: Chunks are at least this large (small plans make one or a few chunks).
 MIN_CHUNK = 25
+#: Row outcomes are journalled in one transaction per this many rows (or per this many seconds).
+JOURNAL_BATCH = 32
+JOURNAL_BATCH_SECONDS = 0.25
 
 Outcome = Literal["applied", "already_done", "held", "drifted", "failed"]
 _CASELESS = frozenset({"user_name", "email"})
@@ -233,8 +251,21 @@ def _differences(current: dict[str, Any], values: dict[str, Any]) -> list[str]:
 # --- writing ------------------------------------------------------------------------------------
 
 
-def _write(target: Any, ref: Reference, row: PlanRow) -> RowResult:
-    """Send one row's change to SuperOffice; connector errors become a ``drifted``/``failed`` result."""
+def _write(
+    target: Any, ref: Reference, row: PlanRow, current: dict[str, Any] | None, slots: threading.Semaphore | None
+) -> RowResult:
+    """Send one row's change (holding one of the shared write ``slots`` when given)."""
+    if slots is None:
+        return _write_row(target, ref, row, current)
+    with slots:
+        return _write_row(target, ref, row, current)
+
+
+def _write_row(target: Any, ref: Reference, row: PlanRow, current: dict[str, Any] | None) -> RowResult:
+    """Send one row's change to SuperOffice; connector errors become a ``drifted``/``failed`` result.
+
+    ``current`` is the user's record from the chunk's drift re-read: updates write from it (no second read).
+    """
     base = {"key": row.key, "action": row.action, "entra_id": row.entra_id, "associate_id": row.associate_id}
     try:
         if row.action == "create":
@@ -248,14 +279,14 @@ def _write(target: Any, ref: Reference, row: PlanRow) -> RowResult:
         active = row.changes.get("active")
         if active is not None and active.get("to") is False:
             if other:
-                target.update_user(aid, other, ref)
+                target.update_user(aid, other, ref, current=current)
             target.retire(aid)
         elif active is not None and active.get("to") is True:
             target.reactivate(aid)
-            if other:
+            if other:  # reactivation changed the user after the re-read: read it again
                 target.update_user(aid, other, ref)
         elif other:
-            target.update_user(aid, other, ref)
+            target.update_user(aid, other, ref, current=current)
         return RowResult(**base, outcome="applied")
     except ConflictError as exc:
         return RowResult(**base, outcome="drifted", detail=f"changed in SuperOffice during the write: {exc}")
@@ -290,6 +321,40 @@ def hold_rows(
     return results
 
 
+class _JournalBuffer:
+    """Row outcomes waiting to be journalled: flushed in one transaction per :data:`JOURNAL_BATCH` rows.
+
+    Only the chunk's collecting thread uses it; :meth:`flush` also runs when the chunk ends (even by an
+    exception), so only a killed process loses marks, and a lost mark re-checks a row, never repeats it.
+    """
+
+    def __init__(self, store: StateStore, plan_hash: str) -> None:
+        self.store = store
+        self.plan_hash = plan_hash
+        self.results: list[RowResult] = []
+        self.since = 0.0
+
+    def add(self, result: RowResult) -> None:
+        if not self.results:
+            self.since = time.monotonic()
+        self.results.append(result)
+        if len(self.results) >= JOURNAL_BATCH or time.monotonic() - self.since >= JOURNAL_BATCH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.results:
+            return
+        batch, self.results = self.results, []
+        _mark(self.store, self.plan_hash, batch)
+        links = [
+            (r.entra_id, r.associate_id)
+            for r in batch
+            if r.action == "create" and r.outcome == "applied" and r.entra_id and r.associate_id
+        ]
+        if links:
+            self.store.upsert_links(links)
+
+
 def apply_chunk(
     config: Config,
     store: StateStore,
@@ -297,14 +362,19 @@ def apply_chunk(
     rows: Sequence[PlanRow],
     *,
     target: Any = None,
+    ref: Reference | None = None,
+    slots: threading.Semaphore | None = None,
     run_id: str | None = None,
     on_result: Callable[[RowResult], None] | None = None,
 ) -> list[RowResult]:
     """Apply one chunk of change rows: journal, re-read touched users, hold drift, write, journal.
 
     ``target`` defaults to a :class:`~scimflow.connectors.superoffice.SuperOfficeTarget` built from
-    ``config`` (and closed afterwards). Errors other than the connector's per-row errors propagate; the
-    journal then still says ``pending`` for the rows in flight, and a rerun sorts them out.
+    ``config`` (and closed afterwards); callers applying several chunks pass one target, its ``ref``
+    (read once) and ``slots``, a semaphore of ``write_concurrency`` shared by chunks running side by side, so
+    the next chunk's re-read overlaps this chunk's writes without exceeding the write concurrency.
+    Errors other than the connector's per-row errors propagate; the journal then still says ``pending``
+    for the rows in flight, and a rerun sorts them out.
     """
     own = target is None
     if own:
@@ -312,7 +382,7 @@ def apply_chunk(
 
         target = SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
     try:
-        return _apply_chunk(config, store, plan_hash, rows, target, run_id, on_result)
+        return _apply_chunk(config, store, plan_hash, rows, target, ref, slots, run_id, on_result)
     finally:
         if own:
             target.close()
@@ -324,6 +394,8 @@ def _apply_chunk(
     plan_hash: str,
     rows: Sequence[PlanRow],
     target: Any,
+    ref: Reference | None,
+    slots: threading.Semaphore | None,
     run_id: str | None,
     on_result: Callable[[RowResult], None] | None,
 ) -> list[RowResult]:
@@ -349,11 +421,11 @@ def _apply_chunk(
     # Re-read every touched user in one request, just before writing: drift is held, never overwritten.
     ids = sorted({r.associate_id for r in todo if r.action != "create" and r.associate_id is not None})
     current = _records(target.read_users_by_id(ids)) if ids else {}
-    writes: list[PlanRow] = []
+    writes: list[tuple[PlanRow, dict[str, Any] | None]] = []
     for row in todo:
         base = {"key": row.key, "action": row.action, "entra_id": row.entra_id, "associate_id": row.associate_id}
         if row.action == "create":
-            writes.append(row)
+            writes.append((row, None))
             continue
         now = current.get(row.associate_id) if row.associate_id is not None else None
         if now is None:
@@ -361,7 +433,7 @@ def _apply_chunk(
         elif _matches(now, row.to_values()):
             results.append(RowResult(**base, outcome="already_done", detail="already at the planned values"))
         elif _matches(now, row.from_values()):
-            writes.append(row)
+            writes.append((row, now))
         else:
             fields = ", ".join(_differences(now, row.from_values()))
             results.append(
@@ -370,23 +442,21 @@ def _apply_chunk(
     _mark(store, plan_hash, results)
 
     if writes:
-        ref = target.read_reference()
+        if ref is None:
+            ref = target.read_reference()
         workers = max(1, min(config.superoffice.write_concurrency, len(writes)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scimflow-apply") as pool:
-            futures = [pool.submit(_write, target, ref, row) for row in writes]
-            for future in as_completed(futures):
-                result = future.result()
-                _mark(store, plan_hash, [result])
-                if (
-                    result.action == "create"
-                    and result.outcome == "applied"
-                    and result.entra_id
-                    and result.associate_id
-                ):
-                    store.upsert_links([(result.entra_id, result.associate_id)])
-                if on_result is not None:
-                    on_result(result)
-                results.append(result)
+        journal = _JournalBuffer(store, plan_hash)
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scimflow-apply") as pool:
+                futures = [pool.submit(_write, target, ref, row, now, slots) for row, now in writes]
+                for future in as_completed(futures):
+                    result = future.result()
+                    journal.add(result)
+                    if on_result is not None:
+                        on_result(result)
+                    results.append(result)
+        finally:
+            journal.flush()
     counts = {o: sum(1 for r in results if r.outcome == o) for o in ("applied", "already_done", "drifted", "failed")}
     log.info("chunk of %d rows: %s", len(rows), ", ".join(f"{k} {v}" for k, v in counts.items()))
     return results

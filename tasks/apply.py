@@ -7,8 +7,10 @@ apply resumable.
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from prefect import get_run_logger, task
@@ -18,6 +20,10 @@ from scimflow import apply, pipeline
 from scimflow.apply import ApplyReport, PlanRow, RowResult
 from scimflow.config import Config
 
+if TYPE_CHECKING:
+    from scimflow.connectors.superoffice import SuperOfficeTarget
+    from scimflow.frames import Reference
+
 __all__ = [
     "apply_changes",
     "finish_changes",
@@ -25,6 +31,7 @@ __all__ = [
     "hold_changes",
     "load_approved_plan",
     "record_approval_form",
+    "release_apply_session",
 ]
 
 
@@ -34,14 +41,69 @@ def load_approved_plan(out: Path, plan_hash: str) -> list[PlanRow]:
     return apply.read_plan(out, plan_hash)
 
 
+@dataclass
+class _ApplySession:
+    """What the chunks of one apply share in this process: one logged-in target, its reference, the write slots."""
+
+    target: SuperOfficeTarget
+    ref: Reference
+    slots: threading.BoundedSemaphore
+
+
+_sessions: dict[tuple[str | None, str, str], _ApplySession] = {}
+_sessions_lock = threading.Lock()
+
+
+def _session(config: Config, plan_hash: str, run_id: str | None) -> _ApplySession:
+    """The apply session of this run and plan, built (login, reference read) by its first chunk.
+
+    The target is built here, inside the task process, from the config (never passed to a task); the
+    reference is read once per run, not once per chunk, and the semaphore bounds the writes of chunks that
+    run side by side to ``write_concurrency``.
+    """
+    from scimflow.connectors.superoffice import SuperOfficeTarget
+
+    key = (run_id, plan_hash, config.superoffice.webapi_url)
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            target = SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
+            try:
+                ref = target.read_reference()
+            except BaseException:
+                target.close()
+                raise
+            session = _ApplySession(target, ref, threading.BoundedSemaphore(config.superoffice.write_concurrency))
+            _sessions[key] = session
+        return session
+
+
+def release_apply_session(config: Config, plan_hash: str, run_id: str | None) -> None:
+    """Close the apply session of this run and plan, if this process has one (after its last chunk)."""
+    with _sessions_lock:
+        session = _sessions.pop((run_id, plan_hash, config.superoffice.webapi_url), None)
+    if session is not None:
+        session.target.close()
+
+
 @task(name="apply-changes", task_run_name="apply-changes-{index}-of-{total}", cache_policy=NO_CACHE)
 def apply_changes(
     config: Config, plan_hash: str, rows: list[PlanRow], *, index: int, total: int, run_id: str | None
 ) -> list[RowResult]:
     """Apply one chunk of changes (drift re-check, bounded concurrent writes, journal)."""
     logger = get_run_logger()
+    session = _session(config, plan_hash, run_id)
     with pipeline.open_store(config) as store:
-        results = apply.apply_chunk(config, store, plan_hash, rows, run_id=run_id)
+        results = apply.apply_chunk(
+            config,
+            store,
+            plan_hash,
+            rows,
+            target=session.target,
+            ref=session.ref,
+            slots=session.slots,
+            run_id=run_id,
+        )
     by = {o: sum(1 for r in results if r.outcome == o) for o in ("applied", "already_done", "drifted", "failed")}
     logger.info("chunk %d/%d: %d rows: %s", index, total, len(rows), ", ".join(f"{k} {v}" for k, v in by.items()))
     for r in results:

@@ -40,7 +40,10 @@ Writes (each idempotent, each guarded against drift)
       with a number against ``assocName begins`` and against names this process claimed), ``UserName``,
       ``Role``/``UserGroup``/``OtherGroups`` (by ``Id``), the plan and ``visible-for`` licences'
       ``Assigned``, and ``POST /api/v1/User``. A ``Name`` taken meanwhile is retried with the next number.
-    - ``update_user``: ``GET User/{id}``; every ``from`` is compared with it first (``user_name``/``email``
+    - ``update_user``: given the engine's bulk-read record (``current=``), changes of person fields and
+      ``user_name`` are patched straight away with ``test`` ops of the values that read returned (no
+      ``GET``; a failed test falls back to the path below). Otherwise: ``GET User/{id}``; every ``from`` is
+      compared with it first (``user_name``/``email``
       case-insensitively, lists as sets) and a mismatch is a :class:`ConflictError` before anything is
       written. Then ``PATCH User/{id}`` and ``PATCH Person/{id}`` with JSON Patch: a ``test`` of the value
       read before each ``replace``, so a change racing the write answers 409 → :class:`ConflictError`.
@@ -120,6 +123,8 @@ _TRUE = {"1", "true", "yes", "[i:1]"}
 USER_FIELDS = frozenset({"user_name", "role", "primary_group", "secondary_groups", "user_plan", "confidential"})
 PERSON_FIELDS = frozenset({"first_name", "last_name", "email", "title", "mobile_phone", "owner_company"})
 PLAN_FIELDS = USER_FIELDS | PERSON_FIELDS | {"active"}
+#: Fields an update may write without reading the user first (their test values come from a bulk read).
+_FAST_FIELDS = frozenset({"user_name", *PERSON_FIELDS})
 _CASELESS = frozenset({"user_name", "email"})
 _PERSON_SCALARS = {"first_name": "Firstname", "last_name": "Lastname", "title": "Title"}
 _PERSON_LISTS = {"email": ("Emails", "Email"), "mobile_phone": ("MobilePhones", "MobilePhone")}
@@ -654,12 +659,80 @@ class SuperOfficeTarget:
             carrier["LicenseOwners"][int(i)][kind][int(j)]["Assigned"] = on
 
     # ------------------------------------------------------------------ writes: update
-    def update_user(self, associate_id: int, changes: dict[str, dict[str, Any]], ref: Reference) -> None:
-        """Apply ``changes`` (``{field: {"from", "to"}}``) with drift checks; :class:`ConflictError` on drift."""
+    def update_user(
+        self,
+        associate_id: int,
+        changes: dict[str, dict[str, Any]],
+        ref: Reference,
+        *,
+        current: dict[str, Any] | None = None,
+    ) -> None:
+        """Apply ``changes`` (``{field: {"from", "to"}}``) with drift checks; :class:`ConflictError` on drift.
+
+        ``current`` is the user's ``SO_SCHEMA`` record from a bulk read just made (the apply engine's drift
+        re-read, already compared with every ``from``). With it, person-field and ``user_name`` changes are
+        written without the ``GET User/{id}``: the ``test`` ops carry the values of that read, so the server
+        still refuses a write over a change made since. Should a test op fail, the change is retried once
+        through the ``GET`` path, which tells real drift (:class:`ConflictError`) from a representation
+        difference between the archive and the entity (e.g. whitespace).
+        """
         maps = self._maps_for(ref)
         unknown = set(changes) - PLAN_FIELDS
         if unknown:
             raise PayloadError(f"update: unknown fields {sorted(unknown)}")
+        if current is not None and self._fast_update(associate_id, changes, current, maps):
+            return
+        self._update_read_first(associate_id, changes, maps)
+
+    def _fast_update(
+        self, associate_id: int, changes: dict[str, dict[str, Any]], current: dict[str, Any], maps: _Maps
+    ) -> bool:
+        """Write ``changes`` guarded by ``test`` ops built from ``current``; False when it cannot (caller reads first).
+
+        Only fields whose entity value is the archive value itself take this path (person scalars, e-mail,
+        mobile, owner company, user name); a blank ``from`` reads first (``None`` and ``""`` differ in a test).
+        """
+        if not set(changes) <= _FAST_FIELDS:
+            return False
+        if any(_blank(current.get(f)) is None or _blank(c.get("from")) is None for f, c in changes.items()):
+            return False
+        person_id = _as_id(current.get("person_id"))
+        if set(changes) & PERSON_FIELDS and person_id is None:
+            return False
+        user_ops: list[dict[str, Any]] = []
+        if "user_name" in changes:
+            user_ops += [
+                {"op": "test", "path": "/UserName", "value": current.get("user_name")},
+                {"op": "replace", "path": "/UserName", "value": _blank(changes["user_name"].get("to"))},
+            ]
+        person = {
+            "Firstname": current.get("first_name"),
+            "Lastname": current.get("last_name"),
+            "Title": current.get("title"),
+            "Email": current.get("email"),
+            "MobilePhone": current.get("mobile_phone"),
+            "ContactId": current.get("contact_id"),
+        }
+        person_ops = self._person_ops(changes, person, maps)
+        url = f"api/v1/User/{int(associate_id)}"
+        person_changes = {f: c for f, c in changes.items() if f in PERSON_FIELDS}
+        if user_ops:
+            try:
+                self._patch(url, user_ops)
+            except ConflictError:
+                self._update_read_first(associate_id, changes, maps)
+                return True
+        if person_ops:
+            try:
+                self._patch(f"api/v1/Person/{person_id}", person_ops)
+            except ConflictError:
+                self._update_read_first(associate_id, person_changes, maps)
+                return True
+        log.info("updated SuperOffice user %d (%s)", associate_id, ", ".join(sorted(changes)))
+        return True
+
+    def _update_read_first(self, associate_id: int, changes: dict[str, dict[str, Any]], maps: _Maps) -> None:
+        """``GET User/{id}``, compare every ``from``, then PATCH with ``test`` ops of the values read."""
         url = f"api/v1/User/{int(associate_id)}"
         current = self._json(self._send("GET", url))
         person = _get(current, "Person") or {}
