@@ -43,8 +43,9 @@ target) to **25 requests/second** (`rate_limit_rps`; the rate Microsoft requires
 The emulators run in their own process (`python -m bench._emulate`); every scenario runs in a fresh process
 (`python -m bench._scenario`), so **peak RSS is that scenario's pipeline process alone**. Stage times of
 `pipeline` rows come from the plain stage functions (`scimflow.pipeline`, `scimflow.apply`); rows marked
-*flow* ran the real `sync-users` Prefect flow against a local `prefect server` and take stage times from
-their task runs' run times (task runs counted with `POST /api/task_runs/count`). Requests are the
+*flow* ran the real `sync-users` Prefect flow against a local `prefect server` and take each stage's time
+as the wall-clock span of its task runs, from the first start to the last end (apply chunks overlap; task
+runs counted with `POST /api/task_runs/count`). Requests are the
 emulators' `/_emulator/stats` for the run. Apply bound: writes x 20 ms / 8, or SuperOffice requests / 25 per
 second when throttled; the ratio is the apply stage's wall time over it. The Entra column is Microsoft's
 documented initial-cycle formula (0.01-0.08 min per object; reference/graph.md section 6) for the same
@@ -53,9 +54,7 @@ user count: **documented, not measured**.
 Tenants are generated (`scimflow.emulators.generate.generate_tenant`) with the default rules
 (`rules/default.yaml`). *All creates*: no SuperOffice partner for anyone. *All match*: the same Entra tenant,
 with every user already in SuperOffice exactly as the default rules would create it (built from the
-planner's own create rows), so its initial sync only links. In both, 7-8% of the Entra users are
-quarantined (the default rules name a `Managers` user group the generated SuperOffice tenant lacks) and
-are neither created nor counted as changes. Nightly runs read Entra by delta (links stored by the
+planner's own create rows), so its initial sync only links. Nightly runs read Entra by delta (links stored by the
 previous run) after `jobTitle` of 1% or 10% of the users was changed through `PATCH /_emulator/users/{id}`.
 The figures are wall times on a shared machine: compare the load average above with the core count.
 """
