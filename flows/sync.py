@@ -45,7 +45,10 @@ from tasks.plan import plan_changes, start_sync_run
 from tasks.preview import ArtifactKeys, publish_preview, publish_report
 from tasks.validate import validate_users
 
-__all__ = ["ApplyApproval", "SyncParams", "sync_users"]
+__all__ = ["LOOKAHEAD", "ApplyApproval", "SyncParams", "sync_users"]
+
+#: Apply chunks in flight at once (their writes share one semaphore of ``write_concurrency`` slots).
+LOOKAHEAD = 3
 
 
 class SyncParams(BaseModel):
@@ -183,7 +186,11 @@ def _record(
 def _apply(
     config: Config, planned: PlanOutcome, rows: list[PlanRow], run_id: str, keys: ArtifactKeys
 ) -> list[RowResult]:
-    """One task run per chunk, sequentially, with a progress artifact."""
+    """One task run per chunk, :data:`LOOKAHEAD` of them in flight, with a progress artifact.
+
+    The chunks in flight share the run's write slots (``write_concurrency``), so the later ones' task start-up
+    and drift re-read overlap the earlier ones' writes and the slots stay busy from one chunk to the next.
+    """
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     chunks = chunk_rows(rows)
@@ -198,7 +205,7 @@ def _apply(
             in_flight.append(
                 apply_changes.submit(config, planned.plan_hash, chunk, index=i, total=len(chunks), run_id=run_id)
             )
-            if len(in_flight) > 1:  # two chunks at most: the next one re-reads while this one writes
+            if len(in_flight) >= LOOKAHEAD:  # the next chunks re-read while this one writes
                 results += in_flight.pop(0).result()
                 update_progress_artifact(progress, 100.0 * (i - 1) / len(chunks))
         while in_flight:

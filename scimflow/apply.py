@@ -22,10 +22,15 @@ What it guarantees:
   changed values anyway; a create finds its user by ``UserName`` (the connector's idempotency) and returns
   it, reusing a person an interrupted attempt left behind. So batching can cost a re-check, never a
   duplicate or a lost change, and the ``pending`` mark written before each write is what keeps that true.
+- **Creates in bulk.** A chunk's creates have their user names checked in one ``userName oneOf`` read and
+  the taken short names read once, side by side with the drift re-read. Only a create the journal has seen
+  before (under any plan: a rerun after a crash plans again) looks for a person an interrupted attempt left
+  behind; a row the journal has never seen cannot have written one, as ``pending`` precedes every write.
 - **Read once, written once.** The chunk's bulk re-read is also what an update is written from: the
   connector's ``test`` ops carry the values it returned (no ``GET`` per user). Callers applying several
-  chunks pass one target, the reference read once, and a shared semaphore of write slots, so chunks may
-  overlap (the next one re-reads while this one writes) without exceeding ``write_concurrency``.
+  chunks pass one target, the reference read once, and shared write slots (:class:`WriteSlots`, served
+  oldest chunk first), so chunks may overlap (the next ones re-read while this one writes) without
+  exceeding ``write_concurrency``, and finish one after the other instead of all together.
 - **Bounded.** Rows are cut into at most :data:`MAX_CHUNKS` chunks; within a chunk at most
   ``superoffice.write_concurrency`` writes run at once.
 - **Checked.** Afterwards the touched users are read back and compared with the plan's ``to`` values.
@@ -36,6 +41,8 @@ The Prefect layer runs :func:`apply_chunk` once per chunk and :func:`finish_appl
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -64,6 +71,7 @@ __all__ = [
     "PlanChangedError",
     "PlanRow",
     "RowResult",
+    "WriteSlots",
     "apply_chunk",
     "chunk_rows",
     "finish_apply",
@@ -233,6 +241,10 @@ def _norm(field: str, value: Any) -> Any:
     return value
 
 
+def _blank_str(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
 def _current_value(current: dict[str, Any], field: str) -> Any:
     if field == "active":
         retired = current.get("retired")
@@ -251,27 +263,97 @@ def _differences(current: dict[str, Any], values: dict[str, Any]) -> list[str]:
 # --- writing ------------------------------------------------------------------------------------
 
 
+class WriteSlots:
+    """The write slots (``write_concurrency``) shared by the chunks of one apply, served oldest chunk first.
+
+    A plain semaphore lets overlapping chunks progress side by side, so they all end together and the
+    slots idle while the next chunks start. Here a waiting write of an earlier chunk always goes before one
+    of a later chunk: chunks finish one after the other, and the later ones' writes fill the slots the
+    earlier one's tail leaves free.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._cond = threading.Condition()
+        self._free = slots
+        self._waiting: list[tuple[int, int]] = []
+        self._chunks = itertools.count()
+        self._tickets = itertools.count()
+
+    def new_chunk(self) -> int:
+        """The next chunk's rank (lower ranks are served first)."""
+        return next(self._chunks)
+
+    def acquire(self, rank: int) -> None:
+        with self._cond:
+            ticket = (rank, next(self._tickets))
+            heapq.heappush(self._waiting, ticket)
+            try:
+                while not (self._free > 0 and self._waiting[0] == ticket):
+                    self._cond.wait()
+            except BaseException:  # never leave a dead ticket at the head of the queue
+                self._waiting.remove(ticket)
+                heapq.heapify(self._waiting)
+                self._cond.notify_all()
+                raise
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            if self._free > 0 and self._waiting:
+                self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
+
+
+class _Create:
+    """What the chunk read for a create before writing: its user name's users, and whether it was started before."""
+
+    __slots__ = ("existing", "retry")
+
+    def __init__(self, existing: list[dict[str, Any]] | None, retry: bool) -> None:
+        self.existing = existing
+        self.retry = retry
+
+
 def _write(
-    target: Any, ref: Reference, row: PlanRow, current: dict[str, Any] | None, slots: threading.Semaphore | None
+    target: Any,
+    ref: Reference,
+    row: PlanRow,
+    current: dict[str, Any] | _Create | None,
+    slots: threading.Semaphore | WriteSlots | None,
+    rank: int = 0,
 ) -> RowResult:
     """Send one row's change (holding one of the shared write ``slots`` when given)."""
     if slots is None:
         return _write_row(target, ref, row, current)
+    if isinstance(slots, WriteSlots):
+        slots.acquire(rank)
+        try:
+            return _write_row(target, ref, row, current)
+        finally:
+            slots.release()
     with slots:
         return _write_row(target, ref, row, current)
 
 
-def _write_row(target: Any, ref: Reference, row: PlanRow, current: dict[str, Any] | None) -> RowResult:
+def _write_row(target: Any, ref: Reference, row: PlanRow, current: dict[str, Any] | _Create | None) -> RowResult:
     """Send one row's change to SuperOffice; connector errors become a ``drifted``/``failed`` result.
 
     ``current`` is the user's record from the chunk's drift re-read: updates write from it (no second read).
+    For a create it is the :class:`_Create` context (the bulk user-name read, and the journal's verdict on
+    whether an earlier attempt may have left a person behind).
     """
     base = {"key": row.key, "action": row.action, "entra_id": row.entra_id, "associate_id": row.associate_id}
     try:
         if row.action == "create":
             fields = {k: v for k, v in row.to_values().items() if v is not None and k != "active"}
-            new_id = int(target.create_user(fields, ref))
+            if isinstance(current, _Create):
+                new_id = int(target.create_user(fields, ref, retry=current.retry, existing=current.existing))
+            else:
+                new_id = int(target.create_user(fields, ref))
             return RowResult(**{**base, "associate_id": new_id}, outcome="applied")
+        assert not isinstance(current, _Create)
         aid = row.associate_id
         if aid is None:
             return RowResult(**base, outcome="failed", detail="no associate_id in the plan row")
@@ -292,6 +374,42 @@ def _write_row(target: Any, ref: Reference, row: PlanRow, current: dict[str, Any
         return RowResult(**base, outcome="drifted", detail=f"changed in SuperOffice during the write: {exc}")
     except ConnectorError as exc:
         return RowResult(**base, outcome="failed", detail=str(exc))
+
+
+def _started_creates(store: StateStore, rows: Sequence[PlanRow]) -> set[str] | None:
+    """Keys of create rows the journal has seen before, under any plan (``None``: cannot tell, so all).
+
+    A create that was journalled before (``pending``, ``failed``, …) may have been interrupted between its
+    person and its user, possibly under an earlier plan (a rerun after a crash plans again); only those rows
+    look for a person left behind. Rows are journalled ``pending`` before any write, so a create the journal
+    has never seen wrote nothing. Matched by key or by Entra id (a renamed user keeps its id).
+    """
+    creates = [r for r in rows if r.action == "create"]
+    if not creates:
+        return set()
+    engine = getattr(store, "engine", None)
+    if engine is None:
+        return None
+    import sqlalchemy as sa
+
+    from scimflow.state._tables import journal as j
+
+    by_id = {r.entra_id: r.key for r in creates if r.entra_id}
+    keys = [r.key for r in creates]
+    seen: set[str] = set()
+    with engine.connect() as conn:
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            ids = [e for e in (r.entra_id for r in creates[i : i + 500]) if e]
+            cond: sa.ColumnElement[bool] = j.c.key.in_(part)
+            if ids:
+                cond = sa.or_(cond, j.c.entra_id.in_(ids))
+            stmt = sa.select(j.c.key, j.c.entra_id).where(j.c.action == "create", cond)
+            for key, entra_id in conn.execute(stmt):
+                seen.add(key)
+                if entra_id in by_id:
+                    seen.add(by_id[entra_id])
+    return seen
 
 
 def _records(frame: pl.DataFrame) -> dict[int, dict[str, Any]]:
@@ -363,7 +481,7 @@ def apply_chunk(
     *,
     target: Any = None,
     ref: Reference | None = None,
-    slots: threading.Semaphore | None = None,
+    slots: threading.Semaphore | WriteSlots | None = None,
     run_id: str | None = None,
     on_result: Callable[[RowResult], None] | None = None,
 ) -> list[RowResult]:
@@ -395,10 +513,11 @@ def _apply_chunk(
     rows: Sequence[PlanRow],
     target: Any,
     ref: Reference | None,
-    slots: threading.Semaphore | None,
+    slots: threading.Semaphore | WriteSlots | None,
     run_id: str | None,
     on_result: Callable[[RowResult], None] | None,
 ) -> list[RowResult]:
+    started = _started_creates(store, rows)  # before journal_begin marks this chunk's rows pending
     store.journal_begin(plan_hash, [r.model_dump() for r in rows], run_id=run_id)
     done = store.journal_status(plan_hash)
     results: list[RowResult] = []
@@ -419,13 +538,29 @@ def _apply_chunk(
             todo.append(row)
 
     # Re-read every touched user in one request, just before writing: drift is held, never overwritten.
+    # Creates: their user names in one bulk read and the taken short names, side by side with the re-read.
     ids = sorted({r.associate_id for r in todo if r.action != "create" and r.associate_id is not None})
-    current = _records(target.read_users_by_id(ids)) if ids else {}
-    writes: list[tuple[PlanRow, dict[str, Any] | None]] = []
+    creates = [r for r in todo if r.action == "create"]
+    names = [str(n) for r in creates if (n := r.changes.get("user_name", {}).get("to"))]
+    bulk = hasattr(target, "find_by_user_names")
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="scimflow-reread") as pool:
+        reread = pool.submit(target.read_users_by_id, ids) if ids else None
+        found = pool.submit(target.find_by_user_names, names) if names and bulk else None
+        people = [
+            (r.changes.get("first_name", {}).get("to"), r.changes.get("last_name", {}).get("to")) for r in creates
+        ]
+        prepared = pool.submit(target.prepare_names, people) if people and bulk else None
+        current = _records(reread.result()) if reread is not None else {}
+        users = found.result() if found is not None else None
+        if prepared is not None:
+            prepared.result()
+    writes: list[tuple[PlanRow, dict[str, Any] | _Create | None]] = []
     for row in todo:
         base = {"key": row.key, "action": row.action, "entra_id": row.entra_id, "associate_id": row.associate_id}
         if row.action == "create":
-            writes.append((row, None))
+            name = _blank_str(row.changes.get("user_name", {}).get("to"))
+            existing = users.get(name.casefold(), []) if users is not None and name else None
+            writes.append((row, _Create(existing, started is None or row.key in started)))
             continue
         now = current.get(row.associate_id) if row.associate_id is not None else None
         if now is None:
@@ -448,7 +583,8 @@ def _apply_chunk(
         journal = _JournalBuffer(store, plan_hash)
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scimflow-apply") as pool:
-                futures = [pool.submit(_write, target, ref, row, now, slots) for row, now in writes]
+                rank = slots.new_chunk() if isinstance(slots, WriteSlots) else 0
+                futures = [pool.submit(_write, target, ref, row, now, slots, rank) for row, now in writes]
                 for future in as_completed(futures):
                     result = future.result()
                     journal.add(result)

@@ -47,7 +47,7 @@ class _ApplySession:
 
     target: SuperOfficeTarget
     ref: Reference
-    slots: threading.BoundedSemaphore
+    slots: apply.WriteSlots
 
 
 _sessions: dict[tuple[str | None, str, str], _ApplySession] = {}
@@ -73,7 +73,7 @@ def _session(config: Config, plan_hash: str, run_id: str | None) -> _ApplySessio
             except BaseException:
                 target.close()
                 raise
-            session = _ApplySession(target, ref, threading.BoundedSemaphore(config.superoffice.write_concurrency))
+            session = _ApplySession(target, ref, apply.WriteSlots(config.superoffice.write_concurrency))
             _sessions[key] = session
         return session
 

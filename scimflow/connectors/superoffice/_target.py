@@ -30,16 +30,22 @@ Frame values: ``user_plan`` = the description of the first assigned plan licence
 ``visible-for`` assigned; empty strings and ``0`` ids are ``None``.
 
 Writes (each idempotent, each guarded against drift)
-    - ``create_user``: first ``find_by_user_name``; an internal user with that ``UserName`` is the result
-      of an earlier attempt and is returned as is (no second person either); any other user type is a
-      :class:`PayloadError`. Then a person under the owner company is reused if an earlier attempt left
-      one behind (same e-mail — or first+last name when there is no e-mail — under the same contact, not
-      yet a user), else ``POST /api/v1/Person`` (``Firstname``, ``Lastname``, ``Title``,
-      ``Emails[{Value}]``, ``MobilePhones[{Value}]``, ``Contact{ContactId}``). Then
-      ``GET User/Default?userType=InternalAssociate&personId=…``, fill ``Name`` (initials, made unique
-      with a number against ``assocName begins`` and against names this process claimed), ``UserName``,
-      ``Role``/``UserGroup``/``OtherGroups`` (by ``Id``), the plan and ``visible-for`` licences'
-      ``Assigned``, and ``POST /api/v1/User``. A ``Name`` taken meanwhile is retried with the next number.
+    - ``create_user``: first the ``UserName`` — looked up here, or given by the caller from one
+      ``find_by_user_names`` read (``userName oneOf``) for a whole batch of creates; an internal user with
+      that ``UserName`` is the result of an earlier attempt and is returned as is (no second person either);
+      any other user type is a :class:`PayloadError`. When the caller says an earlier attempt may have been
+      interrupted (``retry=True``, the default; the apply engine passes ``False`` for rows its journal has
+      never seen), a person under the owner company is reused if that attempt left one behind (same e-mail
+      — or first+last name when there is no e-mail — under the same contact, not yet a user). Else
+      ``POST /api/v1/Person`` (``Firstname``, ``Lastname``, ``Title``, ``Emails[{Value}]``,
+      ``MobilePhones[{Value}]``, ``Contact{ContactId}``). The ``User/Default?userType=InternalAssociate``
+      template is read once per target (``personId=0``; it is the same for every internal user) and copied;
+      ``Person`` (``PersonId`` and the person's fields) is filled in here. Then ``Name`` (initials, made
+      unique with a number against the names read as taken — ``assocName begins`` per initials, or every
+      name once for a batch with many initials, see ``prepare_names`` — and against names this target
+      claimed), ``UserName``, ``Role``/``UserGroup``/``OtherGroups`` (by ``Id``), the plan and
+      ``visible-for`` licences' ``Assigned``, and ``POST /api/v1/User``. A ``Name`` taken meanwhile is
+      refused (``DuplicateName``) and retried with the next number.
     - ``update_user``: given the engine's bulk-read record (``current=``), changes of person fields and
       ``user_name`` are patched straight away with ``test`` ops of the values that read returned (no
       ``GET``; a failed test falls back to the path below). Otherwise: ``GET User/{id}``; every ``from`` is
@@ -59,6 +65,7 @@ an apply engine may call the write methods from several threads.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -93,6 +100,10 @@ log = logging.getLogger("scimflow.superoffice")
 
 PAGE_SIZE = 1000
 ID_CHUNK = 500
+#: User names per ``userName oneOf`` request (keeps the request line well under server limits).
+USER_NAME_CHUNK = 100
+#: More new initials than this in one batch of creates read every ``Name`` once instead of by prefix.
+NAME_PREFIX_READS = 4
 MOBILE_COLUMN = "mobilePhone/formattedNumber"
 USER_PLAN_FLAG = 1
 _BASE_COLUMNS = (
@@ -156,6 +167,11 @@ def _as_id(value: Any) -> int | None:
     except (TypeError, ValueError):
         return None
     return n or None
+
+
+def _initials(first: Any, last: Any) -> str:
+    """A user's ``Name`` (User ID) stem: the initials of first and last name, upper case (``U`` when none)."""
+    return re.sub(r"[^A-Za-z0-9]", "", f"{(first or ' ')[:1]}{(last or ' ')[:1]}").upper() or "U"
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -249,6 +265,12 @@ class SuperOfficeTarget:
         )
         self._names_lock = threading.Lock()
         self._claimed_names: set[str] = set()
+        #: ``Name`` values (casefolded) read as taken: for the initials in ``_loaded_prefixes``, or all of them.
+        self._taken_names: set[str] = set()
+        self._loaded_prefixes: set[str] = set()
+        self._all_names_loaded = False
+        self._template: dict[str, Any] | None = None
+        self._template_lock = threading.Lock()
         self._maps: _Maps | None = None
         self._ref: Reference | None = None
 
@@ -345,6 +367,8 @@ class SuperOfficeTarget:
         template = self._json(
             self._send("GET", "api/v1/User/Default", params={"userType": "InternalAssociate", "personId": 0})
         )
+        with self._template_lock:
+            self._template = copy.deepcopy(template)
         plans: list[tuple[int, str, str]] = []
         for owner in _get(template, "LicenseOwners") or []:
             for kind in ("RestrictedModuleLicenses", "UnrestrictedModuleLicenses"):
@@ -444,6 +468,74 @@ class SuperOfficeTarget:
         ]
         return self._frame(rows, maps)
 
+    def find_by_user_names(self, user_names: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Users holding any of ``user_names`` in bulk (``userName oneOf``, batches read a few in parallel).
+
+        Returns ``{casefolded trimmed UserName: [{"associate_id", "user_type"}, ...]}`` for the names found;
+        a name that is absent from the result is not used by any user (of any type) at the time of the read.
+        """
+        keys = sorted({str(n).strip() for n in user_names if n and str(n).strip()}, key=str.casefold)
+
+        def one(batch: list[str]) -> list[dict[str, Any]]:
+            params = {
+                "$select": "associateDbId,userName,assocType",
+                "$filter": f"userName oneOf({','.join(_q(k) for k in batch)})",
+            }
+            return [r for page in self._pages("api/v1/User", params, at_most=len(batch)) for r in page]
+
+        batches = [keys[i : i + USER_NAME_CHUNK] for i in range(0, len(keys), USER_NAME_CHUNK)]
+        wanted = {k.casefold() for k in keys}
+        out: dict[str, list[dict[str, Any]]] = {}
+        if not batches:
+            return out
+        with ThreadPoolExecutor(max_workers=min(4, len(batches)), thread_name_prefix="so-names") as pool:
+            for rows in pool.map(one, batches):
+                for r in rows:
+                    name = str(r.get("userName") or "").strip().casefold()
+                    if name not in wanted:
+                        continue
+                    raw_type = str(r.get("assocType") or "").strip()
+                    out.setdefault(name, []).append(
+                        {
+                            "associate_id": _as_id(r.get("associateDbId")),
+                            "user_type": _USER_TYPES.get(raw_type, raw_type or None),
+                        }
+                    )
+        return out
+
+    def prepare_names(self, people: Sequence[tuple[Any, Any]]) -> None:
+        """Read the taken ``Name`` (User ID) values for these (first, last) names' initials, once per target.
+
+        A few new initials are read with ``assocName begins``; more than :data:`NAME_PREFIX_READS` read every
+        name once (later creates of this target then claim names locally). A name taken by someone else
+        after the read is refused by the server (``DuplicateName``) and the create moves on to the next one.
+        """
+        prefixes = {_initials(first, last) for first, last in people}
+        with self._names_lock:
+            if self._all_names_loaded:
+                return
+            missing = sorted(prefixes - self._loaded_prefixes)
+        if not missing:
+            return
+        if len(missing) > NAME_PREFIX_READS:
+            params = {"$select": "associateDbId,assocName", "$orderBy": "associateDbId"}
+            taken = {
+                str(r.get("assocName") or "").casefold() for page in self._pages("api/v1/User", params) for r in page
+            }
+            with self._names_lock:
+                self._taken_names |= taken
+                self._all_names_loaded = True
+            return
+        for prefix in missing:
+            self._load_prefix(prefix)
+
+    def _load_prefix(self, prefix: str) -> None:
+        params = {"$select": "associateDbId,assocName", "$filter": f"assocName begins {_q(prefix)}"}
+        taken = {str(r.get("assocName") or "").casefold() for page in self._pages("api/v1/User", params) for r in page}
+        with self._names_lock:
+            self._taken_names |= taken
+            self._loaded_prefixes.add(prefix)
+
     def _mobiles(self, person_ids: list[int]) -> dict[int, str | None]:
         """Mobile phones by person id, through the person archive in ``oneOf`` chunks (a few in parallel)."""
 
@@ -497,8 +589,22 @@ class SuperOfficeTarget:
         return conform(frame.sort("associate_id"), SO_SCHEMA)
 
     # ------------------------------------------------------------------ writes: create
-    def create_user(self, fields: dict[str, Any], ref: Reference) -> int:
-        """Create an internal user (person first) and return its AssociateId; idempotent on ``UserName``."""
+    def create_user(
+        self,
+        fields: dict[str, Any],
+        ref: Reference,
+        *,
+        retry: bool = True,
+        existing: Sequence[dict[str, Any]] | None = None,
+    ) -> int:
+        """Create an internal user (person first) and return its AssociateId; idempotent on ``UserName``.
+
+        ``existing`` is this user name's entry of :meth:`find_by_user_names` read for a batch of creates
+        just before (``[]``: not in use); ``None`` looks the name up here. ``retry`` says an earlier attempt
+        may have been interrupted between the person and the user (the caller's journal knows this row was
+        started before): only then is a person it left behind looked for and reused. The default is the
+        safe one for callers that cannot tell.
+        """
         maps = self._maps_for(ref)
         unknown = set(fields) - PLAN_FIELDS
         if unknown:
@@ -514,23 +620,20 @@ class SuperOfficeTarget:
         plan = fields.get("user_plan")
         plan_licence = maps.resolve("user_plan", plan) if plan else None
 
-        existing = self.find_by_user_name(user_name)
-        if existing.height:
-            internal = existing.filter(pl.col("user_type") == "InternalAssociate")
-            if internal.height != existing.height:
-                kinds = sorted(set(existing["user_type"].drop_nulls().to_list()) - {"InternalAssociate"})
+        if existing is None:
+            existing = self.find_by_user_names([user_name]).get(user_name.casefold(), [])
+        if existing:
+            kinds = sorted({str(u.get("user_type")) for u in existing if u.get("user_type") != "InternalAssociate"})
+            if kinds:
                 raise PayloadError(
                     f"create: the UserName is already used by a {'/'.join(kinds) or 'non-internal'} "
                     "user; scimflow never takes over system, external or resource users"
                 )
-            aid = int(internal["associate_id"][0])
+            aid = int(existing[0]["associate_id"])
             log.info("create: UserName already exists as internal user %d; treating the create as done", aid)
             return aid
 
-        person_id = self._find_orphan_person(fields, contact_id) or self._create_person(fields, contact_id)
-        template = self._json(
-            self._send("GET", "api/v1/User/Default", params={"userType": "InternalAssociate", "personId": person_id})
-        )
+        template = self._user_template()  # checks the licences before anything is written
         template["UserName"] = user_name
         if role is not None:
             template["Role"] = role
@@ -542,8 +645,20 @@ class SuperOfficeTarget:
             wanted.update({lic: lic == plan_licence for lic in maps.plan_order})
         self._set_licences(template, wanted)
 
-        for attempt in range(5):
-            template["Name"] = self._unique_name(fields.get("first_name"), fields.get("last_name"), attempt)
+        orphan = self._find_orphan_person(fields, contact_id) if retry else None
+        person_id = orphan or self._create_person(fields, contact_id)
+        template["Person"] = {
+            "PersonId": person_id,
+            "Firstname": _blank(fields.get("first_name")) or "",
+            "Lastname": _blank(fields.get("last_name")) or "",
+            "Email": _blank(fields.get("email")) or "",
+            "Title": _blank(fields.get("title")) or "",
+            "MobilePhone": _blank(fields.get("mobile_phone")) or "",
+            "ContactId": contact_id or 0,
+        }
+
+        for _ in range(5):
+            template["Name"] = self._unique_name(fields.get("first_name"), fields.get("last_name"))
             response = self._send("POST", "api/v1/User", json=template, ok=frozenset({400}))
             if response.status_code < 300:
                 created = _as_id(_get(self._json(response), "AssociateId"))
@@ -563,29 +678,41 @@ class SuperOfficeTarget:
                 )
         raise UpstreamError("create: could not find a free User ID (Name) after 5 attempts")
 
+    def _user_template(self) -> dict[str, Any]:
+        """A copy of the ``User/Default`` template of an internal user (read once per target; no person)."""
+        with self._template_lock:
+            if self._template is None:
+                self._template = self._json(
+                    self._send("GET", "api/v1/User/Default", params={"userType": "InternalAssociate", "personId": 0})
+                )
+            return copy.deepcopy(self._template)
+
     @staticmethod
     def _ref_obj(maps: _Maps, element: str, name: Any) -> dict[str, Any] | None:
         if name is None:
             return None
         return {"Id": int(maps.resolve(element, name)), "Value": name}
 
-    def _unique_name(self, first: Any, last: Any, attempt: int) -> str:
-        """Initials (``KN``), else ``KN2``, ``KN3``…, free in the tenant and not claimed by this process."""
-        initials = re.sub(r"[^A-Za-z0-9]", "", f"{(first or ' ')[:1]}{(last or ' ')[:1]}").upper() or "U"
-        taken: set[str] = set()
-        params = {"$select": "associateDbId,assocName", "$filter": f"assocName begins {_q(initials)}"}
-        for page in self._pages("api/v1/User", params):
-            taken.update(str(r.get("assocName") or "").casefold() for r in page)
+    def _unique_name(self, first: Any, last: Any) -> str:
+        """Initials (``KN``), else ``KN2``, ``KN3``…: not read as taken and not claimed by this target.
+
+        Each call claims the name it returns, so a name the server refused (taken meanwhile) is not offered
+        again and the next call moves on to the next number.
+        """
+        initials = _initials(first, last)
+        with self._names_lock:
+            loaded = self._all_names_loaded or initials in self._loaded_prefixes
+        if not loaded:
+            self._load_prefix(initials)
         with self._names_lock:
             n = 1
             while True:
                 candidate = initials if n == 1 else f"{initials}{n}"
-                if candidate.casefold() not in taken and candidate.casefold() not in self._claimed_names:
-                    if attempt == 0:
-                        break
-                    attempt -= 1
+                key = candidate.casefold()
+                if key not in self._taken_names and key not in self._claimed_names:
+                    break
                 n += 1
-            self._claimed_names.add(candidate.casefold())
+            self._claimed_names.add(key)
         return candidate
 
     def _find_orphan_person(self, fields: dict[str, Any], contact_id: int | None) -> int | None:
