@@ -376,8 +376,8 @@ def _write_row(target: Any, ref: Reference, row: PlanRow, current: dict[str, Any
         return RowResult(**base, outcome="failed", detail=str(exc))
 
 
-def _started_creates(store: StateStore, rows: Sequence[PlanRow]) -> set[str] | None:
-    """Keys of create rows the journal has seen before, under any plan (``None``: cannot tell, so all).
+def _started_creates(store: StateStore, rows: Sequence[PlanRow]) -> set[str]:
+    """Keys of create rows the journal has seen before, under any plan.
 
     A create that was journalled before (``pending``, ``failed``, …) may have been interrupted between its
     person and its user, possibly under an earlier plan (a rerun after a crash plans again); only those rows
@@ -387,28 +387,12 @@ def _started_creates(store: StateStore, rows: Sequence[PlanRow]) -> set[str] | N
     creates = [r for r in rows if r.action == "create"]
     if not creates:
         return set()
-    engine = getattr(store, "engine", None)
-    if engine is None:
-        return None
-    import sqlalchemy as sa
-
-    from scimflow.state._tables import journal as j
-
     by_id = {r.entra_id: r.key for r in creates if r.entra_id}
-    keys = [r.key for r in creates]
     seen: set[str] = set()
-    with engine.connect() as conn:
-        for i in range(0, len(keys), 500):
-            part = keys[i : i + 500]
-            ids = [e for e in (r.entra_id for r in creates[i : i + 500]) if e]
-            cond: sa.ColumnElement[bool] = j.c.key.in_(part)
-            if ids:
-                cond = sa.or_(cond, j.c.entra_id.in_(ids))
-            stmt = sa.select(j.c.key, j.c.entra_id).where(j.c.action == "create", cond)
-            for key, entra_id in conn.execute(stmt):
-                seen.add(key)
-                if entra_id in by_id:
-                    seen.add(by_id[entra_id])
+    for key, entra_id in store.journal_seen("create", [r.key for r in creates], list(by_id)):
+        seen.add(key)
+        if entra_id in by_id:
+            seen.add(by_id[entra_id])
     return seen
 
 
@@ -560,7 +544,7 @@ def _apply_chunk(
         if row.action == "create":
             name = _blank_str(row.changes.get("user_name", {}).get("to"))
             existing = users.get(name.casefold(), []) if users is not None and name else None
-            writes.append((row, _Create(existing, started is None or row.key in started)))
+            writes.append((row, _Create(existing, row.key in started)))
             continue
         now = current.get(row.associate_id) if row.associate_id is not None else None
         if now is None:

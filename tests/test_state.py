@@ -226,3 +226,12 @@ def test_unreachable_database_is_a_state_error(tmp_path: Path) -> None:
         StateStore("postgresql+psycopg://nobody@127.0.0.1:1/none")
     with pytest.raises(StateError, match="not a database URL"):
         StateStore("not a url")
+
+
+def test_journal_seen_finds_started_changes_across_plans(store):
+    """journal_seen names the rows of an action that any earlier plan journalled, by key or Entra id."""
+    store.journal_begin("plan-a", [{"key": "a@x.com", "entra_id": "e1", "action": "create"}])
+    store.journal_begin("plan-b", [{"key": "b@x.com", "entra_id": "e2", "action": "update"}])
+    assert store.journal_seen("create", ["a@x.com"]) == {("a@x.com", "e1")}
+    assert store.journal_seen("create", ["renamed@x.com"], ["e1"]) == {("a@x.com", "e1")}
+    assert store.journal_seen("create", ["b@x.com"], ["e2"]) == set()

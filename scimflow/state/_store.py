@@ -599,6 +599,30 @@ class StateStore:
             rows = conn.execute(sa.select(j.c.key, j.c.action, j.c.status).where(j.c.plan_hash == plan_hash)).all()
         return {(k, a): s for k, a, s in rows}
 
+    def journal_seen(
+        self, action: str, keys: Sequence[str], entra_ids: Sequence[str] = ()
+    ) -> set[tuple[str, str | None]]:
+        """``(key, entra_id)`` of journal rows of ``action`` under ANY plan that name one of ``keys`` or ``entra_ids``.
+
+        A rerun after a crash plans again (a new plan hash); this tells it which changes an earlier run
+        had started.
+        """
+        j = t.journal
+        keys, ids = list(keys), list(entra_ids)
+        seen: set[tuple[str, str | None]] = set()
+        with self._tx() as conn:
+            for i in range(0, max(len(keys), len(ids)), 500):
+                cond: list[sa.ColumnElement[bool]] = []
+                if keys[i : i + 500]:
+                    cond.append(j.c.key.in_(keys[i : i + 500]))
+                if ids[i : i + 500]:
+                    cond.append(j.c.entra_id.in_(ids[i : i + 500]))
+                if not cond:
+                    continue
+                stmt = sa.select(j.c.key, j.c.entra_id).where(j.c.action == action, sa.or_(*cond))
+                seen.update((k, e) for k, e in conn.execute(stmt))
+        return seen
+
     def journal(self, plan_hash: str) -> pl.DataFrame:
         """A plan's journal rows as a frame (key, action, entra_id, associate_id, status, detail, at, run_id)."""
         j = t.journal
