@@ -43,6 +43,7 @@ __all__ = [
     "load_rule_set",
     "open_store",
     "plan",
+    "plan_with_store",
     "run_plan_stages",
     "validate",
 ]
@@ -300,9 +301,25 @@ def _run_plan_stages(
     entra = extract_entra(config, store, full=full)
     so = extract_superoffice(config)
     validated = validate(entra.frame, so.users)
-    outcome = plan(
+    outcome = plan_with_store(config, rule_set, store, entra, so, validated, out, user=user)
+    return outcome, entra, so
+
+
+def plan_with_store(
+    config: Config,
+    rules: RuleSet,
+    store: StateStore,
+    entra: EntraExtract,
+    so: SuperOfficeExtract,
+    validated: Validated,
+    out: Path,
+    *,
+    user: str | None = None,
+) -> PlanOutcome:
+    """:func:`plan` with the links and the last successful source count read from ``store``."""
+    return plan(
         config,
-        rule_set,
+        rules,
         entra,
         so,
         validated,
@@ -311,7 +328,6 @@ def _run_plan_stages(
         last_source_users=store.last_successful_source_count(),
         user=user,
     )
-    return outcome, entra, so
 
 
 def new_plan_dir(config: Config) -> Path:

@@ -27,17 +27,7 @@ def plan_changes(
     rule_set = pipeline.load_rule_set(config, rules)
     store = pipeline.open_store(config)
     try:
-        outcome = pipeline.plan(
-            config,
-            rule_set,
-            entra,
-            so,
-            validated,
-            store.links(),
-            out,
-            last_source_users=store.last_successful_source_count(),
-            user=user,
-        )
+        outcome = pipeline.plan_with_store(config, rule_set, store, entra, so, validated, out, user=user)
     finally:
         store.close()
     get_run_logger().info(
