@@ -22,7 +22,7 @@ import httpx
 import stamina
 
 from scimflow.connectors.errors import (
-    ConnectorError,
+    AuthError,
     NotFoundError,
     ThrottledError,
     UpstreamError,
@@ -207,8 +207,6 @@ def send(
     if status == 404:
         raise NotFoundError("not found", method=method, url=response.request.url, status=status, request_id=rid)
     if status in (401, 403):
-        from scimflow.connectors.errors import AuthError
-
         raise AuthError(
             "not authorised" if status == 403 else "authentication refused",
             method=method,
@@ -245,16 +243,3 @@ def _error_text(response: httpx.Response) -> str:
         if "Error" in body:
             return f"{body.get('ErrorType', '')}: {str(body.get('Error', ''))[:200]}".strip(": ")
     return response.reason_phrase or "error"
-
-
-def ensure(condition: bool, message: str, response: httpx.Response) -> None:
-    """Raise :class:`PayloadError` naming the request when a response body breaks the documented shape."""
-    if not condition:
-        from scimflow.connectors.errors import PayloadError
-
-        raise PayloadError(
-            message, method=response.request.method, url=response.request.url, status=response.status_code
-        )
-
-
-_ = ConnectorError  # re-exported for callers that catch the base class from here

@@ -32,6 +32,7 @@ import yaml
 
 from tests.flows.flowkit import Tenant, start_tenant, stop_tenant, wait_for
 from tests.reliability.proxy import Fault, FaultProxy
+from tests.reliability.readme import FIGURE_KEYS
 
 SCANNER: Any = None
 
@@ -477,21 +478,7 @@ class SecretScanner:
 
 def write_figures(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write figures.json (the README's Reliability figures) from :data:`FIGURES`."""
-    keys = (
-        "scenarios",
-        "faults_injected",
-        "crashes_survived",
-        "changes_checked",
-        "changes_lost",
-        "duplicates",
-        "bad_inputs_tried",
-        "bad_inputs_refused_or_quarantined",
-        "writes_from_bad_input",
-        "secrets_tracked",
-        "texts_scanned",
-        "leaks",
-    )
-    figures = {k: int(FIGURES.get(k, 0)) for k in keys}
+    figures = {k: int(FIGURES.get(k, 0)) for k in FIGURE_KEYS}
     figures.update(extra or {})
     figures["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     FIGURES_PATH.write_text(json.dumps(figures, indent=1, sort_keys=False) + "\n")

@@ -5,7 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_section", "write_section"]
+__all__ = ["FIGURE_KEYS", "render_section", "write_section"]
+
+#: The figures the suite counts (figures.json; the README section shows them).
+FIGURE_KEYS: tuple[str, ...] = (
+    "scenarios",
+    "faults_injected",
+    "crashes_survived",
+    "changes_checked",
+    "changes_lost",
+    "duplicates",
+    "bad_inputs_tried",
+    "bad_inputs_refused_or_quarantined",
+    "writes_from_bad_input",
+    "secrets_tracked",
+    "texts_scanned",
+    "leaks",
+)
 
 SECTION_PATH = Path(__file__).resolve().parent / "README-section.md"
 
@@ -55,24 +71,7 @@ make soak                      # 5 minutes of random faults and kills; SOAK_SECO
 
 
 def render_section(figures: dict[str, Any]) -> str:
-    values = {
-        k: figures.get(k, 0)
-        for k in (
-            "scenarios",
-            "faults_injected",
-            "crashes_survived",
-            "changes_checked",
-            "changes_lost",
-            "duplicates",
-            "bad_inputs_tried",
-            "bad_inputs_refused_or_quarantined",
-            "writes_from_bad_input",
-            "secrets_tracked",
-            "texts_scanned",
-            "leaks",
-            "written_at",
-        )
-    }
+    values = {k: figures.get(k, 0) for k in (*FIGURE_KEYS, "written_at")}
     return _TEMPLATE.format(**values)
 
 
