@@ -85,8 +85,7 @@ def run_pipeline(
 ) -> Result:
     """One sync run through the plain stage functions; figures per stage, requests and peak RSS."""
     from scimflow import pipeline, preview
-    from scimflow.apply import apply_chunk as apply_one_chunk
-    from scimflow.apply import chunk_rows, finish_apply, read_plan, split_held
+    from scimflow.apply import apply_rows, chunk_rows, finish_apply, read_plan, split_held
     from scimflow.config import load_config
 
     config = load_config(emu.config)
@@ -115,10 +114,8 @@ def run_pipeline(
         _, s_before = emu.stats()
         with timer("apply"):
             go, _held = split_held(rows)
-            chunks = chunk_rows(go)
-            results = []
-            for chunk in chunks:
-                results += apply_one_chunk(config, store, outcome.plan_hash, chunk, run_id=run_id)
+            chunks = len(chunk_rows(go))
+            results = apply_rows(config, store, outcome.plan_hash, go, run_id=run_id)
             report = finish_apply(config, store, outcome.plan_hash, rows, results,
                                   matched_pairs=outcome.plan.matched_pairs, entra_frame=entra.frame,
                                   entra_links=entra.links)
@@ -161,7 +158,7 @@ def run_pipeline(
         changes=changes, peak_rss_mib=peak_rss_mib(), apply_bound_s=bound, apply_ratio=ratio, notes=notes,
         extra={"counts": counts, "applied": report.applied, "already_done": report.already_done,
                "failed": report.failed, "drifted": report.drifted, "verified": report.verified,
-               "chunks": len(chunks), "extract_so_requests": _delta(s_extract, {}, "requests"),
+               "chunks": chunks, "extract_so_requests": _delta(s_extract, {}, "requests"),
                "throttled_429": refused, "latency_s": latency,
                "finished_at": time.time()},
         ok=report.failed == 0,

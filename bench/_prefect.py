@@ -99,6 +99,14 @@ def run_flow(emu: Emulators, *, api_url: str, name: str, title: str, users: int,
             spans[stage] = (min(lo, start), max(hi, end))
     for stage, (lo, hi) in spans.items():
         stages[stage] = hi - lo
+    # the apply stage, task by task (chunks as one span): where its time goes besides the writes
+    parts: dict[str, tuple[float, float]] = {}
+    for tr in runs:
+        part = re.sub(r"-(\d+-of-\d+|[0-9a-f]{3})$", "", str(tr.get("name", "")))
+        start, end = _when(tr.get("start_time")), _when(tr.get("end_time"))
+        if _stage(part) == "apply" and start is not None and end is not None:
+            lo, hi = parts.get(part, (start, end))
+            parts[part] = (min(lo, start), max(hi, end))
     writes = int(s.get("writes", 0))
     changes = result.change_rows
     bound = writes * latency / WRITE_CONCURRENCY if latency > 0 and writes else None
@@ -110,6 +118,10 @@ def run_flow(emu: Emulators, *, api_url: str, name: str, title: str, users: int,
         f"bound = {writes:,} writes x {latency * 1000:g} ms / {WRITE_CONCURRENCY} (apply = wall-clock span of the chunk tasks + verify)",
         f"status {result.status}",
     ]
+    if parts:
+        first = min(lo for lo, _ in parts.values())
+        notes.append("apply stage by task (start-end, s from its start): " + ", ".join(
+            f"{name} {lo - first:.2f}-{hi - first:.2f}" for name, (lo, hi) in sorted(parts.items(), key=lambda p: p[1])))
     if changes:
         notes.append(f"{int(s.get('requests', 0)) / changes:.1f} SuperOffice requests ({writes / changes:.1f} writes)"
                      " per change, whole run")

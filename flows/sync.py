@@ -7,7 +7,7 @@ preview) and every stage is a task in ``tasks/``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -17,9 +17,11 @@ from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
 from scimflow.apply import (
+    LOOKAHEAD,
     ApplyReport,
     PlanRow,
     RowResult,
@@ -47,8 +49,7 @@ from tasks.validate import validate_users
 
 __all__ = ["LOOKAHEAD", "ApplyApproval", "SyncParams", "sync_users"]
 
-#: Apply chunks in flight at once (their writes share one semaphore of ``write_concurrency`` slots).
-LOOKAHEAD = 3
+_T = TypeVar("_T")
 
 
 class SyncParams(BaseModel):
@@ -124,14 +125,25 @@ def sync_users(params: SyncParams) -> SyncResult:
                 held, [*second.hold_actions, *form.hold_actions], [*second.hold_users, *form.hold_users]
             )
             results += _apply(config, planned, go, run_id, keys)
-    results += hold_changes(config, planned.plan_hash, held, "held by the approval form or the guardrails", run_id)
-    report = finish_changes(config, planned.plan_hash, rows, results, planned.plan.matched_pairs, entra)
+    if held:
+        why = "held by the approval form or the guardrails"
+        results += hold_changes(config, planned.plan_hash, _plain(held), why, run_id)
+    report = finish_changes(config, planned.plan_hash, _plain(rows), _plain(results), planned.plan.matched_pairs, entra)
     return _conclude(
         config, keys, planned, report, run_id, status_of(report), _approver(params, form), form, _held_by(held, holds)
     )
 
 
 # --- wiring helpers (no decisions beyond what the contract states) ---------------------------------
+
+
+def _plain(value: _T) -> _T:
+    """``value`` wrapped in Prefect's ``quote``: a task parameter Prefect does not walk looking for futures.
+
+    Plan rows and results are plain data, thousands of models per run; walking them costs the apply CPU
+    it needs for its requests. The task receives ``value`` itself (Prefect unwraps ``quote``), hence the cast.
+    """
+    return cast(_T, quote(value))
 
 
 def _ask(planned: PlanOutcome, description: str, params: SyncParams, initial_holds: list[str]) -> ApplyApproval | None:
@@ -186,10 +198,11 @@ def _record(
 def _apply(
     config: Config, planned: PlanOutcome, rows: list[PlanRow], run_id: str, keys: ArtifactKeys
 ) -> list[RowResult]:
-    """One task run per chunk, :data:`LOOKAHEAD` of them in flight, with a progress artifact.
+    """One task run per chunk, all submitted at once, :data:`LOOKAHEAD` of them past the oldest unfinished
+    one at work (each task waits for its turn), with a progress artifact of the chunks finished.
 
-    The chunks in flight share the run's write slots (``write_concurrency``), so the later ones' task start-up
-    and drift re-read overlap the earlier ones' writes and the slots stay busy from one chunk to the next.
+    The chunks at work share the run's write slots (``write_concurrency``), so the later ones' drift re-read
+    overlaps the earlier ones' writes and the slots stay busy from one chunk to the next.
     """
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
@@ -199,20 +212,19 @@ def _apply(
     progress = create_progress_artifact(0.0, key=keys.progress, description=f"Applying {len(rows)} changes")
     assert isinstance(progress, UUID)  # the sync API (we are not in an event loop)
     results: list[RowResult] = []
-    in_flight: list[PrefectFuture[list[RowResult]]] = []
+    futures: list[PrefectFuture[list[RowResult]]] = []
     try:
         for i, chunk in enumerate(chunks, start=1):
-            in_flight.append(
-                apply_changes.submit(config, planned.plan_hash, chunk, index=i, total=len(chunks), run_id=run_id)
+            futures.append(
+                apply_changes.submit(
+                    config, planned.plan_hash, _plain(chunk), index=i, total=len(chunks), run_id=run_id
+                )
             )
-            if len(in_flight) >= LOOKAHEAD:  # the next chunks re-read while this one writes
-                results += in_flight.pop(0).result()
-                update_progress_artifact(progress, 100.0 * (i - 1) / len(chunks))
-        while in_flight:
-            results += in_flight.pop(0).result()
-        update_progress_artifact(progress, 100.0)
+        for i, future in enumerate(futures, start=1):
+            results += future.result()
+            update_progress_artifact(progress, 100.0 * i / len(chunks))
     finally:
-        for future in in_flight:
+        for future in futures:
             future.wait()
         release_apply_session(config, planned.plan_hash, run_id)
     return results

@@ -33,9 +33,11 @@ What it guarantees:
   exceeding ``write_concurrency``, and finish one after the other instead of all together.
 - **Bounded.** Rows are cut into at most :data:`MAX_CHUNKS` chunks; within a chunk at most
   ``superoffice.write_concurrency`` writes run at once.
-- **Checked.** Afterwards the touched users are read back and compared with the plan's ``to`` values.
+- **Checked.** When a chunk's writes are done, its touched users are read back in one bulk request (while
+  the next chunks write) and compared with the plan's ``to`` values.
 
-The Prefect layer runs :func:`apply_chunk` once per chunk and :func:`finish_apply` once.
+The Prefect layer runs :func:`apply_chunk` once per chunk and :func:`finish_apply` once; :func:`apply_rows`
+does the same without Prefect (the same chunks, target, write slots and look-ahead).
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -66,16 +69,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHANGE_ACTIONS",
+    "LOOKAHEAD",
     "MAX_CHUNKS",
     "ApplyReport",
+    "ChunkTurns",
     "PlanChangedError",
     "PlanRow",
     "RowResult",
     "WriteSlots",
     "apply_chunk",
+    "apply_rows",
     "chunk_rows",
     "finish_apply",
     "hold_rows",
+    "new_target",
     "plan_file_hash",
     "read_plan",
     "split_held",
@@ -88,6 +95,8 @@ CHANGE_ACTIONS: tuple[str, ...] = ("create", "update", "retire", "reactivate")
 MAX_CHUNKS = 10
 #: Chunks are at least this large (small plans make one or a few chunks).
 MIN_CHUNK = 25
+#: Chunks in flight at once: while the oldest writes, the next ones start, journal and re-read.
+LOOKAHEAD = 3
 #: Row outcomes are journalled in one transaction per this many rows (or per this many seconds).
 JOURNAL_BATCH = 32
 JOURNAL_BATCH_SECONDS = 0.25
@@ -263,47 +272,122 @@ def _differences(current: dict[str, Any], values: dict[str, Any]) -> list[str]:
 # --- writing ------------------------------------------------------------------------------------
 
 
+def new_target(config: Config, slots: WriteSlots | None = None) -> Any:
+    """A :class:`~scimflow.connectors.superoffice.SuperOfficeTarget` for ``config`` whose write requests
+    each hold one of ``slots`` (when given)."""
+    from scimflow.connectors.superoffice import SuperOfficeTarget
+
+    return SuperOfficeTarget(
+        config.superoffice, ca_bundle=config.ca_bundle, write_gate=slots.slot if slots is not None else None
+    )
+
+
 class WriteSlots:
     """The write slots (``write_concurrency``) shared by the chunks of one apply, served oldest chunk first.
 
     A plain semaphore lets overlapping chunks progress side by side, so they all end together and the
     slots idle while the next chunks start. Here a waiting write of an earlier chunk always goes before one
     of a later chunk: chunks finish one after the other, and the later ones' writes fill the slots the
-    earlier one's tail leaves free.
+    earlier one's tail leaves free. A released slot is handed straight to the first waiter (its own lock),
+    so a release wakes one thread, not every waiting one.
     """
 
     def __init__(self, slots: int) -> None:
-        self._cond = threading.Condition()
-        self._free = slots
-        self._waiting: list[tuple[int, int]] = []
+        self._lock = threading.Lock()
+        self._free = slots  # > 0 only while nobody waits
+        self._waiting: list[tuple[int, int, threading.Lock]] = []  # heap of (rank, ticket, hand-over lock)
         self._chunks = itertools.count()
         self._tickets = itertools.count()
+        self._local = threading.local()
+
+    @contextmanager
+    def ranked(self, rank: int) -> Iterator[None]:
+        """Within this block, :meth:`slot` on this thread waits with ``rank`` (the calling chunk's)."""
+        previous = getattr(self._local, "rank", None)
+        self._local.rank = rank
+        try:
+            yield
+        finally:
+            self._local.rank = previous
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for one write request (the connector's write gate), at this thread's rank."""
+        rank = getattr(self._local, "rank", None)
+        self.acquire(rank if rank is not None else 0)
+        try:
+            yield
+        finally:
+            self.release()
+
+    @property
+    def waiting(self) -> int:
+        """How many writes wait for a slot now."""
+        with self._lock:
+            return len(self._waiting)
 
     def new_chunk(self) -> int:
         """The next chunk's rank (lower ranks are served first)."""
         return next(self._chunks)
 
     def acquire(self, rank: int) -> None:
-        with self._cond:
-            ticket = (rank, next(self._tickets))
-            heapq.heappush(self._waiting, ticket)
-            try:
-                while not (self._free > 0 and self._waiting[0] == ticket):
-                    self._cond.wait()
-            except BaseException:  # never leave a dead ticket at the head of the queue
-                self._waiting.remove(ticket)
-                heapq.heapify(self._waiting)
-                self._cond.notify_all()
-                raise
-            heapq.heappop(self._waiting)
-            self._free -= 1
-            if self._free > 0 and self._waiting:
-                self._cond.notify_all()
+        with self._lock:
+            if self._free > 0:
+                self._free -= 1
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            entry = (rank, next(self._tickets), gate)
+            heapq.heappush(self._waiting, entry)
+        try:
+            gate.acquire()  # released by release(), which hands this thread its slot
+        except BaseException:
+            with self._lock:
+                waiting = entry in self._waiting
+                if waiting:  # never handed a slot: just leave the queue
+                    self._waiting.remove(entry)
+                    heapq.heapify(self._waiting)
+            if not waiting:  # handed a slot while being interrupted: pass it on
+                self.release()
+            raise
 
     def release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                heapq.heappop(self._waiting)[2].release()
+            else:
+                self._free += 1
+
+
+class ChunkTurns:
+    """When each chunk of one apply may start: in index order, at most ``lookahead`` past the oldest unfinished.
+
+    The flow submits every chunk's task at once and each task waits here for its turn, which comes the moment
+    an earlier chunk ends, not when the orchestrator has recorded that end (a round trip that would leave
+    the write slots idle between chunks). Indexes start at 1.
+    """
+
+    def __init__(self, lookahead: int = LOOKAHEAD) -> None:
+        self._cond = threading.Condition()
+        self._lookahead = max(1, lookahead)
+        self._oldest = 1  # the lowest index not finished yet
+        self._finished: set[int] = set()
+
+    @contextmanager
+    def turn(self, index: int) -> Iterator[None]:
+        """Wait until chunk ``index`` may start, run the block, then let the next chunk start."""
         with self._cond:
-            self._free += 1
-            self._cond.notify_all()
+            while index >= self._oldest + self._lookahead:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._finished.add(index)
+                while self._oldest in self._finished:
+                    self._finished.discard(self._oldest)
+                    self._oldest += 1
+                self._cond.notify_all()
 
 
 class _Create:
@@ -321,20 +405,23 @@ def _write(
     ref: Reference,
     row: PlanRow,
     current: dict[str, Any] | _Create | None,
-    slots: threading.Semaphore | WriteSlots | None,
+    slots: WriteSlots,
     rank: int = 0,
 ) -> RowResult:
-    """Send one row's change (holding one of the shared write ``slots`` when given)."""
-    if slots is None:
-        return _write_row(target, ref, row, current)
-    if isinstance(slots, WriteSlots):
-        slots.acquire(rank)
-        try:
+    """Send one row's change within the shared write ``slots``.
+
+    A target whose write gate is ``slots`` holds a slot per write request, so the work between one row's
+    requests (building the next one, reading the answer) leaves the slot to another row's request; any
+    other target holds one slot for the whole row.
+    """
+    if getattr(target, "write_gate", None) == slots.slot:
+        with slots.ranked(rank):
             return _write_row(target, ref, row, current)
-        finally:
-            slots.release()
-    with slots:
+    slots.acquire(rank)
+    try:
         return _write_row(target, ref, row, current)
+    finally:
+        slots.release()
 
 
 def _write_row(target: Any, ref: Reference, row: PlanRow, current: dict[str, Any] | _Create | None) -> RowResult:
@@ -465,26 +552,29 @@ def apply_chunk(
     *,
     target: Any = None,
     ref: Reference | None = None,
-    slots: threading.Semaphore | WriteSlots | None = None,
+    slots: WriteSlots | None = None,
     run_id: str | None = None,
     on_result: Callable[[RowResult], None] | None = None,
+    rank: int | None = None,
 ) -> list[RowResult]:
     """Apply one chunk of change rows: journal, re-read touched users, hold drift, write, journal.
 
     ``target`` defaults to a :class:`~scimflow.connectors.superoffice.SuperOfficeTarget` built from
-    ``config`` (and closed afterwards); callers applying several chunks pass one target, its ``ref``
-    (read once) and ``slots``, a semaphore of ``write_concurrency`` shared by chunks running side by side, so
-    the next chunk's re-read overlaps this chunk's writes without exceeding the write concurrency.
+    ``config`` (and closed afterwards); callers applying several chunks pass one target (built by
+    :func:`new_target` with the same ``slots``), its ``ref`` (read once) and ``slots``, the
+    :class:`WriteSlots` shared by chunks running side by side, so the next chunk's re-read overlaps this
+    chunk's writes without exceeding the write concurrency. ``rank`` orders this chunk's writes among the
+    chunks sharing ``slots`` (lower first; by default, the order in which chunks reach their writes).
     Errors other than the connector's per-row errors propagate; the journal then still says ``pending``
     for the rows in flight, and a rerun sorts them out.
     """
     own = target is None
+    if slots is None:
+        slots = WriteSlots(config.superoffice.write_concurrency)
     if own:
-        from scimflow.connectors.superoffice import SuperOfficeTarget
-
-        target = SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
+        target = new_target(config, slots)
     try:
-        return _apply_chunk(config, store, plan_hash, rows, target, ref, slots, run_id, on_result)
+        return _apply_chunk(config, store, plan_hash, rows, target, ref, slots, run_id, on_result, rank)
     finally:
         if own:
             target.close()
@@ -497,9 +587,10 @@ def _apply_chunk(
     rows: Sequence[PlanRow],
     target: Any,
     ref: Reference | None,
-    slots: threading.Semaphore | WriteSlots | None,
+    slots: WriteSlots,
     run_id: str | None,
     on_result: Callable[[RowResult], None] | None,
+    rank: int | None,
 ) -> list[RowResult]:
     started = _started_creates(store, rows)  # before journal_begin marks this chunk's rows pending
     store.journal_begin(plan_hash, [r.model_dump() for r in rows], run_id=run_id)
@@ -563,11 +654,13 @@ def _apply_chunk(
     if writes:
         if ref is None:
             ref = target.read_reference()
+        # A row between two requests leaves its slot to another row's (of this chunk or the next).
         workers = max(1, min(config.superoffice.write_concurrency, len(writes)))
         journal = _JournalBuffer(store, plan_hash)
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scimflow-apply") as pool:
-                rank = slots.new_chunk() if isinstance(slots, WriteSlots) else 0
+                if rank is None:
+                    rank = slots.new_chunk()
                 futures = [pool.submit(_write, target, ref, row, now, slots, rank) for row, now in writes]
                 for future in as_completed(futures):
                     result = future.result()
@@ -577,20 +670,85 @@ def _apply_chunk(
                     results.append(result)
         finally:
             journal.flush()
+    # Read back what this chunk wrote (one bulk read), while the next chunks write.
+    results = verify(target, rows, results)
     counts = {o: sum(1 for r in results if r.outcome == o) for o in ("applied", "already_done", "drifted", "failed")}
     log.info("chunk of %d rows: %s", len(rows), ", ".join(f"{k} {v}" for k, v in counts.items()))
     return results
 
 
+def apply_rows(
+    config: Config,
+    store: StateStore,
+    plan_hash: str,
+    rows: Sequence[PlanRow],
+    *,
+    target: Any = None,
+    run_id: str | None = None,
+    lookahead: int = LOOKAHEAD,
+    on_result: Callable[[RowResult], None] | None = None,
+) -> list[RowResult]:
+    """Apply change rows without Prefect, as the flow's chunk tasks do: every chunk of :func:`chunk_rows`
+    through :func:`apply_chunk` with one target (logged in once), one reference read and shared
+    :class:`WriteSlots`, ``lookahead`` chunks in flight. Returns every row's result (chunk order)."""
+    chunks = chunk_rows(rows)
+    if not chunks:
+        return []
+    own = target is None
+    slots = WriteSlots(config.superoffice.write_concurrency)
+    if own:
+        target = new_target(config, slots)
+    try:
+        ref = target.read_reference()
+        with ThreadPoolExecutor(max_workers=max(1, lookahead), thread_name_prefix="scimflow-chunk") as pool:
+            futures = [
+                pool.submit(
+                    apply_chunk,
+                    config,
+                    store,
+                    plan_hash,
+                    chunk,
+                    target=target,
+                    ref=ref,
+                    slots=slots,
+                    run_id=run_id,
+                    on_result=on_result,
+                )
+                for chunk in chunks
+            ]
+            results: list[RowResult] = []
+            try:
+                for future in futures:
+                    results += future.result()
+            except BaseException:
+                for future in futures:  # chunks not started yet stay unwritten (journal: never begun)
+                    future.cancel()
+                raise
+        return results
+    finally:
+        if own:
+            target.close()
+
+
 # --- after the chunks ---------------------------------------------------------------------------
 
 
-def verify(target: Any, rows: Sequence[PlanRow], results: Sequence[RowResult]) -> list[RowResult]:
-    """Read back the users written and compare them with the plan's ``to`` values (sets ``verified``)."""
-    by_key = {(r.key, r.action): r for r in rows}
-    written = {
-        (r.key, r.action) for r in results if r.outcome in ("applied", "already_done") and r.associate_id is not None
+def _to_verify(results: Iterable[RowResult]) -> set[tuple[str, str]]:
+    """``(key, action)`` of the results written (now or before) and not read back yet."""
+    return {
+        (r.key, r.action)
+        for r in results
+        if r.outcome in ("applied", "already_done") and r.associate_id is not None and r.verified is None
     }
+
+
+def verify(target: Any, rows: Sequence[PlanRow], results: Sequence[RowResult]) -> list[RowResult]:
+    """Read back the users written and compare them with the plan's ``to`` values (sets ``verified``).
+
+    Results already read back (``verified`` set, e.g. by their chunk) are kept as they are.
+    """
+    by_key = {(r.key, r.action): r for r in rows}
+    written = _to_verify(results)
     ids = sorted({int(r.associate_id) for r in results if (r.key, r.action) in written and r.associate_id is not None})
     current = _records(target.read_users_by_id(ids)) if ids else {}
     out: list[RowResult] = []
@@ -625,16 +783,18 @@ def finish_apply(
 
     ``rows`` are the plan's rows (all of them); ``results`` every chunk's and the held rows' results.
     """
-    own = target is None
-    if own:
-        from scimflow.connectors.superoffice import SuperOfficeTarget
-
-        target = SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
-    try:
-        checked = verify(target, rows, results)
-    finally:
+    checked = list(results)
+    if _to_verify(results):  # chunks read back their own writes; only results from elsewhere are left
+        own = target is None
         if own:
-            target.close()
+            from scimflow.connectors.superoffice import SuperOfficeTarget
+
+            target = SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
+        try:
+            checked = verify(target, rows, results)
+        finally:
+            if own:
+                target.close()
     verified = [r for r in checked if r.verified]
     if verified:
         store.journal_mark_many(plan_hash, [(r.key, r.action, "verified", None, r.associate_id) for r in verified])

@@ -21,7 +21,6 @@ from scimflow.apply import ApplyReport, PlanRow, RowResult
 from scimflow.config import Config
 
 if TYPE_CHECKING:
-    from scimflow.connectors.superoffice import SuperOfficeTarget
     from scimflow.frames import Reference
 
 __all__ = [
@@ -45,9 +44,10 @@ def load_approved_plan(out: Path, plan_hash: str) -> list[PlanRow]:
 class _ApplySession:
     """What the chunks of one apply share in this process: one logged-in target, its reference, the write slots."""
 
-    target: SuperOfficeTarget
+    target: Any  # a SuperOfficeTarget whose write gate is ``slots``
     ref: Reference
     slots: apply.WriteSlots
+    turns: apply.ChunkTurns
 
 
 _sessions: dict[tuple[str | None, str, str], _ApplySession] = {}
@@ -58,22 +58,21 @@ def _session(config: Config, plan_hash: str, run_id: str | None) -> _ApplySessio
     """The apply session of this run and plan, built (login, reference read) by its first chunk.
 
     The target is built here, inside the task process, from the config (never passed to a task); the
-    reference is read once per run, not once per chunk, and the semaphore bounds the writes of chunks that
-    run side by side to ``write_concurrency``.
+    reference is read once per run, not once per chunk, and the shared write slots bound the write requests
+    of chunks that run side by side to ``write_concurrency``.
     """
-    from scimflow.connectors.superoffice import SuperOfficeTarget
-
     key = (run_id, plan_hash, config.superoffice.webapi_url)
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
-            target = SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
+            slots = apply.WriteSlots(config.superoffice.write_concurrency)
+            target = apply.new_target(config, slots)
             try:
                 ref = target.read_reference()
             except BaseException:
                 target.close()
                 raise
-            session = _ApplySession(target, ref, apply.WriteSlots(config.superoffice.write_concurrency))
+            session = _ApplySession(target, ref, slots, apply.ChunkTurns(apply.LOOKAHEAD))
             _sessions[key] = session
         return session
 
@@ -90,10 +89,15 @@ def release_apply_session(config: Config, plan_hash: str, run_id: str | None) ->
 def apply_changes(
     config: Config, plan_hash: str, rows: list[PlanRow], *, index: int, total: int, run_id: str | None
 ) -> list[RowResult]:
-    """Apply one chunk of changes (drift re-check, bounded concurrent writes, journal)."""
+    """Apply one chunk of changes (drift re-check, bounded concurrent writes, journal).
+
+    Every chunk's task is submitted at once; it waits for its turn (:class:`~scimflow.apply.ChunkTurns`:
+    at most :data:`~scimflow.apply.LOOKAHEAD` chunks past the oldest unfinished one), so its re-read
+    stays close to its writes and the next chunk starts the moment an earlier one ends.
+    """
     logger = get_run_logger()
     session = _session(config, plan_hash, run_id)
-    with pipeline.open_store(config) as store:
+    with session.turns.turn(index), pipeline.open_store(config) as store:
         results = apply.apply_chunk(
             config,
             store,
@@ -103,6 +107,7 @@ def apply_changes(
             ref=session.ref,
             slots=session.slots,
             run_id=run_id,
+            rank=index,
         )
     by = {o: sum(1 for r in results if r.outcome == o) for o in ("applied", "already_done", "drifted", "failed")}
     logger.info("chunk %d/%d: %d rows: %s", index, total, len(rows), ", ".join(f"{k} {v}" for k, v in by.items()))

@@ -163,22 +163,42 @@ def send(
     (``httpx.Auth`` flows re-authenticate there) and surfaces here only if it persists.
     """
     ok = ok_statuses or frozenset()
+    hook = _backoff_hook(policy)
+
+    def attempt_once() -> httpx.Response:
+        response = client.request(method, url, **kwargs)
+        if response.status_code in _RETRY_STATUSES and response.status_code not in ok:
+            response.read()
+            log.info("%s %s -> %s (retrying)", method, sanitize_url(response.request.url), response.status_code)
+            raise RetryableStatus(response)
+        return response
+
     last: httpx.Response | None = None
     try:
-        for attempt in stamina.retry_context(
-            on=_backoff_hook(policy),
-            attempts=policy.attempts,
-            timeout=policy.timeout,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-        ):
-            with attempt:
-                response = client.request(method, url, **kwargs)
-                last = response
-                if response.status_code in _RETRY_STATUSES and response.status_code not in ok:
-                    response.read()
-                    log.info("%s %s -> %s (retrying)", method, sanitize_url(response.request.url), response.status_code)
-                    raise RetryableStatus(response)
+        # The first attempt runs outside stamina (most requests need no retry, and a retry context per
+        # request costs more CPU than the request itself at hundreds per second). When it must be retried,
+        # stamina takes over with that failure as its own first attempt, so waits, Retry-After, the attempt
+        # count and the time budget are exactly stamina's.
+        first: Exception | None = None
+        try:
+            last = attempt_once()
+        except (RetryableStatus, httpx.TransportError) as exc:
+            if not hook(exc):
+                raise
+            first = exc
+        if first is not None:
+            for attempt in stamina.retry_context(
+                on=hook,
+                attempts=policy.attempts,
+                timeout=policy.timeout,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+            ):
+                with attempt:
+                    if first is not None:
+                        failed, first = first, None
+                        raise failed
+                    last = attempt_once()
     except RetryableStatus as exc:
         r = exc.response
         cls = ThrottledError if r.status_code == 429 else UpstreamError

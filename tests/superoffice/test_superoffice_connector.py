@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from typing import Any
@@ -195,6 +196,69 @@ def test_update_person_and_user_fields(so: SoEnv) -> None:
     assert user["Person"]["MobilePhone"] == "+47 911 11 111"
     assert so.user("sara.lind@contoso.com")["Person"]["MobilePhone"] == "+46 70 000 00 00"  # type: ignore[index]
     assert so.emulator.stats()["writes"] == 3
+
+
+def test_an_empty_title_is_written_without_a_read_once_its_form_is_known(
+    so_factory: Any, superoffice_fixture: dict[str, Any]
+) -> None:
+    """A blank ``from`` title: the first update reads the user (is empty null or ""?), later ones only PATCH.
+
+    The ``test`` op still guards the write: a title set by someone else since the bulk read is a conflict.
+    """
+    data = copy.deepcopy(superoffice_fixture)
+    for user in data["users"]:
+        if user["AssociateId"] in (11, 12):
+            user["Person"]["Title"] = None
+    so: SoEnv = so_factory(data)
+    ref = so.target.read_reference()
+    current = {r["associate_id"]: r for r in so.target.read_users_by_id([11, 12]).to_dicts()}
+    assert current[11]["title"] is None
+
+    def requests() -> int:
+        return int(so.emulator.stats()["requests"])
+
+    before = requests()
+    so.target.update_user(11, {"title": {"from": None, "to": "Sales Rep"}}, ref, current=current[11])
+    assert requests() - before == 2  # GET (learns that an empty Title is null) + PATCH
+
+    other = so.make_target()
+    other.update_user(12, {"title": {"from": None, "to": "Set elsewhere"}}, ref)
+    with pytest.raises(ConflictError, match="drift: title"):  # the stale bulk read said empty
+        so.target.update_user(12, {"title": {"from": None, "to": "Support"}}, ref, current=current[12])
+    assert so.user("sara.lind@contoso.com")["Person"]["Title"] == "Set elsewhere"  # type: ignore[index]
+
+    other.update_user(12, {"title": {"from": "Set elsewhere", "to": None}}, ref)
+    other.close()
+    fresh = so.target.read_users_by_id([12]).to_dicts()[0]
+    before = requests()
+    so.target.update_user(12, {"title": {"from": None, "to": "Support"}}, ref, current=fresh)
+    assert requests() - before == 1  # the PATCH alone, its test op built from the bulk read
+    assert so.user("sara.lind@contoso.com")["Person"]["Title"] == "Support"  # type: ignore[index]
+    assert so.user("kari.nordmann@contoso.com")["Person"]["Title"] == "Sales Rep"  # type: ignore[index]
+
+
+def test_role_and_group_from_a_bulk_read_are_one_patch_guarded_by_their_ids(so: SoEnv) -> None:
+    """Role and primary group changes with the bulk read's values: one PATCH, its test ops on the ids."""
+    ref = so.target.read_reference()
+    current = {r["associate_id"]: r for r in so.target.read_users_by_id([11, 12]).to_dicts()}
+    before = int(so.emulator.stats()["requests"])
+    so.target.update_user(
+        11,
+        {"role": {"from": "Sales", "to": "Manager"}, "primary_group": {"from": "Fallback group", "to": "Support"}},
+        ref,
+        current=current[11],
+    )
+    assert int(so.emulator.stats()["requests"]) - before == 1
+    user = so.user("kari.nordmann@contoso.com")
+    assert user is not None
+    assert (user["Role"], user["UserGroup"]) == ({"Id": 4, "Value": "Manager"}, {"Id": 3, "Value": "Support"})
+
+    role = current[12]["role"]
+    with so.make_target() as other:  # a change landing after the bulk read
+        other.update_user(12, {"role": {"from": role, "to": "Manager"}}, ref)
+    with pytest.raises(ConflictError, match="drift: role"):
+        so.target.update_user(12, {"role": {"from": role, "to": "Sales"}}, ref, current=current[12])
+    assert so.user("sara.lind@contoso.com")["Role"]["Value"] == "Manager"  # type: ignore[index]
 
 
 def test_plan_confidential_and_owner_company_changes(so: SoEnv) -> None:

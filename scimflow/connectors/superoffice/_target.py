@@ -69,8 +69,9 @@ import copy
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -135,7 +136,9 @@ USER_FIELDS = frozenset({"user_name", "role", "primary_group", "secondary_groups
 PERSON_FIELDS = frozenset({"first_name", "last_name", "email", "title", "mobile_phone", "owner_company"})
 PLAN_FIELDS = USER_FIELDS | PERSON_FIELDS | {"active"}
 #: Fields an update may write without reading the user first (their test values come from a bulk read).
-_FAST_FIELDS = frozenset({"user_name", *PERSON_FIELDS})
+_FAST_FIELDS = frozenset({"user_name", "role", "primary_group", *PERSON_FIELDS})
+#: User elements held as a list object (``{"Id", "Value"}``): the fast path tests the ``Id``.
+_USER_OBJECTS = {"role": "Role", "primary_group": "UserGroup"}
 _CASELESS = frozenset({"user_name", "email"})
 _PERSON_SCALARS = {"first_name": "Firstname", "last_name": "Lastname", "title": "Title"}
 _PERSON_LISTS = {"email": ("Emails", "Email"), "mobile_phone": ("MobilePhones", "MobilePhone")}
@@ -189,6 +192,11 @@ def _get(obj: Any, name: str) -> Any:
     return next((v for k, v in obj.items() if k.lower() == low), None)
 
 
+def _has(obj: Any, name: str) -> bool:
+    """Whether a carrier has the member ``name`` at all (case-insensitively), null or not."""
+    return isinstance(obj, dict) and (name in obj or any(k.lower() == name.lower() for k in obj))
+
+
 class _Maps:
     """Name → id lookups for one :class:`Reference` (built once per reference object)."""
 
@@ -202,14 +210,18 @@ class _Maps:
         self.companies = dict(zip(ref.companies["name"].to_list(), ref.companies["id"].to_list(), strict=True))
         self.company_names = {v: k for k, v in self.companies.items()}
 
-    def resolve(self, element: str, name: Any) -> Any:
-        table = {
+    def table(self, element: str) -> dict[str, Any]:
+        """Display name → id (licence name for ``user_plan``) of an element's list."""
+        return {
             "role": self.roles,
             "primary_group": self.groups,
             "secondary_groups": self.groups,
             "user_plan": self.plans,
             "owner_company": self.companies,
         }[element]
+
+    def resolve(self, element: str, name: Any) -> Any:
+        table = self.table(element)
         if name not in table:
             raise PayloadError(f"unknown {element.replace('_', ' ')} {name!r}: not in the tenant's list")
         return table[name]
@@ -239,9 +251,13 @@ class SuperOfficeTarget:
         ca_bundle: Path | None = None,
         transport: httpx.BaseTransport | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
+        write_gate: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self._config = config
         self._policy = policy
+        #: Entered around every write request (POST, PUT, PATCH), retries included: the apply engine's
+        #: shared write slots, so at most ``write_concurrency`` writes are in flight across all its chunks.
+        self.write_gate = write_gate
         self._base = config.webapi_url.rstrip("/")
         self._login = build_client(
             ca_bundle=ca_bundle, timeout=config.timeout, transport=transport, headers={"Accept": "application/json"}
@@ -273,6 +289,9 @@ class SuperOfficeTarget:
         self._template_lock = threading.Lock()
         self._maps: _Maps | None = None
         self._ref: Reference | None = None
+        #: How this server writes an empty person string (``None`` or ``""``; JSON Patch ``test`` tells them
+        #: apart), per PersonEntity key, as seen in the first entity read that had one empty.
+        self._empty_as: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
     def _secrets(self) -> tuple[str, str, str]:
@@ -293,6 +312,9 @@ class SuperOfficeTarget:
         self.close()
 
     def _send(self, method: str, url: str, *, ok: frozenset[int] | None = None, **kwargs: Any) -> httpx.Response:
+        if method != "GET" and self.write_gate is not None:
+            with self.write_gate():
+                return send(self._api, method, url, policy=self._policy, ok_statuses=ok, **kwargs)
         return send(self._api, method, url, policy=self._policy, ok_statuses=ok, **kwargs)
 
     def _json(self, response: httpx.Response, kind: type = dict) -> Any:
@@ -816,13 +838,32 @@ class SuperOfficeTarget:
     ) -> bool:
         """Write ``changes`` guarded by ``test`` ops built from ``current``; False when it cannot (caller reads first).
 
-        Only fields whose entity value is the archive value itself take this path (person scalars, e-mail,
-        mobile, owner company, user name); a blank ``from`` reads first (``None`` and ``""`` differ in a test).
+        Only fields whose entity value follows from the archive value take this path (person scalars, e-mail,
+        mobile, owner company, user name; role and primary group, tested by ``Id``). An empty e-mail, mobile or owner company tests as an empty
+        collection or a null contact; an empty name or title tests as this server writes an empty string
+        (``None`` or ``""``, which differ in a test), once an entity read has shown it, and reads first until then.
         """
         if not set(changes) <= _FAST_FIELDS:
             return False
-        if any(_blank(current.get(f)) is None or _blank(c.get("from")) is None for f, c in changes.items()):
-            return False
+        person = {
+            "Firstname": current.get("first_name"),
+            "Lastname": current.get("last_name"),
+            "Title": current.get("title"),
+            "Email": current.get("email"),
+            "MobilePhone": current.get("mobile_phone"),
+            "ContactId": current.get("contact_id"),
+        }
+        for field, change in changes.items():
+            if field == "user_name":
+                if _blank(current.get(field)) is None or _blank(change.get("from")) is None:
+                    return False
+            elif field in _USER_OBJECTS and (current.get(field) not in maps.table(field) or change.get("to") is None):
+                return False
+            elif field in _PERSON_SCALARS and _blank(current.get(field)) is None:
+                key = _PERSON_SCALARS[field]
+                if key not in self._empty_as:
+                    return False
+                person[key] = self._empty_as[key]
         person_id = _as_id(current.get("person_id"))
         if set(changes) & PERSON_FIELDS and person_id is None:
             return False
@@ -832,14 +873,12 @@ class SuperOfficeTarget:
                 {"op": "test", "path": "/UserName", "value": current.get("user_name")},
                 {"op": "replace", "path": "/UserName", "value": _blank(changes["user_name"].get("to"))},
             ]
-        person = {
-            "Firstname": current.get("first_name"),
-            "Lastname": current.get("last_name"),
-            "Title": current.get("title"),
-            "Email": current.get("email"),
-            "MobilePhone": current.get("mobile_phone"),
-            "ContactId": current.get("contact_id"),
-        }
+        for field, key in _USER_OBJECTS.items():
+            if field in changes:
+                user_ops += [
+                    {"op": "test", "path": f"/{key}/Id", "value": int(maps.resolve(field, current.get(field)))},
+                    {"op": "replace", "path": f"/{key}", "value": self._ref_obj(maps, field, changes[field].get("to"))},
+                ]
         person_ops = self._person_ops(changes, person, maps)
         url = f"api/v1/User/{int(associate_id)}"
         person_changes = {f: c for f, c in changes.items() if f in PERSON_FIELDS}
@@ -863,6 +902,10 @@ class SuperOfficeTarget:
         url = f"api/v1/User/{int(associate_id)}"
         current = self._json(self._send("GET", url))
         person = _get(current, "Person") or {}
+        for key in _PERSON_SCALARS.values():
+            value = _get(person, key)
+            if value in (None, "") and key not in self._empty_as and _has(person, key):
+                self._empty_as[key] = value
         licences = self._licence_paths(current)
         assigned = {name: on for name, (_, on) in licences.items()}
         now = {

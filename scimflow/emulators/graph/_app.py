@@ -864,15 +864,20 @@ class _Edge:
         if path.startswith("/v1.0/"):
             extra.append((b"odata-version", b"4.0"))
 
+        emu = self.emulator
+        arrived = time.monotonic()
+        latency = 0.0 if path.startswith("/_emulator/") else emu.settings.latency
+
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":
+                # The answer leaves ``latency`` after the request arrived, the emulator's own work included.
+                wait = latency - (time.monotonic() - arrived)
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 message = dict(message)
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        emu = self.emulator
-        if not path.startswith("/_emulator/") and emu.settings.latency > 0:
-            await asyncio.sleep(emu.settings.latency)
         refused = emu._admit(path, headers.get("authorization"))
         if refused is not None:
             status, code, message, extra_headers = refused

@@ -16,8 +16,9 @@ Choices where SuperOffice's documentation is silent, kept in step with the conne
 - Archive lists (``GET /api/v1/User``, ``/api/v1/archive/{provider}``, ``/api/v1/Person``,
   ``/api/v1/Contact``) take ``$select``, ``$filter``, ``$top`` (capped at ``page_size_max``), ``$skip``
   and answer ``{"odata.metadata", "odata.nextLink"?, "value": [...]}``, ordered by primary key.
-- Knobs apply to every route except ``/_emulator/``: ``latency`` first, then the ``rate_limit_rps``
-  token bucket and ``throttle_rate`` (429 + ``Retry-After``), then ``error_rate`` (503).
+- Knobs apply to every route except ``/_emulator/``: the ``rate_limit_rps`` token bucket and
+  ``throttle_rate`` (429 + ``Retry-After``), then ``error_rate`` (503); every answer leaves ``latency``
+  seconds after its request arrived (the emulator's own processing counts towards it).
 """
 
 from __future__ import annotations
@@ -128,10 +129,18 @@ class SuperOfficeEmulator:
         with self._lock:
             self._tickets.clear()
 
+    def endpoint_counts(self) -> dict[str, int]:
+        """Requests per method and endpoint (``"PATCH Person/{id}"``), for benches explaining their figures."""
+        with self._lock:
+            return dict(self._endpoints)
+
     def _reset_stats(self) -> None:
         self.request_count = 0
+        self._endpoints: dict[str, int] = {}
+        self._writes_in_flight = getattr(self, "_writes_in_flight", 0)
         self._stats = {
             "writes": 0,
+            "max_writes_in_flight": 0,
             "authenticates": 0,
             "auth_failures": 0,
             "throttled": 0,
@@ -165,12 +174,37 @@ class SuperOfficeEmulator:
         ]
 
     def _wrap(self, handler: Handler, *, api: bool = True) -> Handler:
+        def label(request: Request) -> str:
+            route = request.scope.get("route")
+            path = getattr(route, "path", request.url.path).replace("/{ctx}/api/v1/", "")
+            return f"{request.method} {path}"
+
         async def endpoint(request: Request) -> Response:
-            s = self.settings
-            if s.latency > 0:
-                await asyncio.sleep(s.latency)
+            arrived = time.monotonic()
+            write = api and request.method != "GET"
+            if write:
+                with self._lock:
+                    self._writes_in_flight += 1
+                    self._stats["max_writes_in_flight"] = max(
+                        self._stats["max_writes_in_flight"], self._writes_in_flight
+                    )
+            try:
+                response = await answer(request)
+                # The answer leaves ``latency`` after the request arrived, the emulator's own work included
+                # (a real service's response time includes its processing too).
+                wait = self.settings.latency - (time.monotonic() - arrived)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                return response
+            finally:
+                if write:
+                    with self._lock:
+                        self._writes_in_flight -= 1
+
+        async def answer(request: Request) -> Response:
             with self._lock:
                 self.request_count += 1
+                self._endpoints[label(request)] = self._endpoints.get(label(request), 0) + 1
                 fault = self._fault()
             if fault is not None:
                 return fault
@@ -263,7 +297,7 @@ class SuperOfficeEmulator:
         return JSONResponse(public)
 
     async def _stats_route(self, request: Request) -> Response:
-        return JSONResponse(self.stats())
+        return JSONResponse({**self.stats(), "endpoints": self.endpoint_counts()})
 
     async def _reset_route(self, request: Request) -> Response:
         with self._lock:
