@@ -42,7 +42,8 @@ class Emulators:
 
         return httpx.Client(verify=ssl_context(self.ca_bundle), trust_env=False, timeout=60)
 
-    def stats(self) -> tuple[dict[str, int], dict[str, int]]:
+    def stats(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Both emulators' ``/_emulator/stats`` (counters; SuperOffice's also ``endpoints``, per method and path)."""
         with self.client() as c:
             return c.get(f"{self.graph}/_emulator/stats").json(), c.get(f"{self.superoffice}/_emulator/stats").json()
 
@@ -76,8 +77,18 @@ def mutate_users(emu: Emulators, fraction: float, *, seed: int = 1) -> int:
     return len(picked)
 
 
-def _delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
+def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> int:
     return int(after.get(key, 0)) - int(before.get(key, 0))
+
+
+def endpoint_note(after: dict[str, Any], before: dict[str, Any] | None = None) -> str:
+    """``"PATCH Person/{id} 1,000, GET User 21, ..."``: SuperOffice requests per endpoint between two stats."""
+    now: dict[str, int] = after.get("endpoints") or {}
+    then: dict[str, int] = (before or {}).get("endpoints") or {}
+    counts = {k: int(v) - int(then.get(k, 0)) for k, v in now.items()}
+    return ", ".join(
+        f"{k.replace(':int', '')} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if v
+    )
 
 
 def run_pipeline(
@@ -146,6 +157,8 @@ def run_pipeline(
     ratio = apply_s / bound if bound else None
     per_change = f"{apply_requests / changes:.1f} requests ({apply_writes / changes:.1f} writes) per change" if changes else ""
     notes = [n for n in (bound_note, per_change) if n]
+    if apply_requests:
+        notes.append(f"apply's SuperOffice requests: {endpoint_note(s_after, s_before)}")
     notes.append(f"extract: Entra {'full' if entra.full_read else 'delta'} read {entra_s:.1f} s"
                  f" ({_delta(g_extract, {}, 'requests')} Graph requests incl. {_delta(g_extract, {}, 'token_requests')}"
                  f" token), SuperOffice {so_s:.1f} s ({_delta(s_extract, {}, 'requests')} requests)")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from bench._common import Result, peak_rss_mib
-from bench._e2e import LATENCY_S, WRITE_CONCURRENCY, Emulators
+from bench._e2e import LATENCY_S, WRITE_CONCURRENCY, Emulators, endpoint_note
 
 __all__ = ["STAGE_OF_TASK", "count_task_runs", "run_flow"]
 
@@ -124,7 +124,7 @@ def run_flow(emu: Emulators, *, api_url: str, name: str, title: str, users: int,
             f"{name} {lo - first:.2f}-{hi - first:.2f}" for name, (lo, hi) in sorted(parts.items(), key=lambda p: p[1])))
     if changes:
         notes.append(f"{int(s.get('requests', 0)) / changes:.1f} SuperOffice requests ({writes / changes:.1f} writes)"
-                     " per change, whole run")
+                     f" per change, whole run: {endpoint_note(s)}")
     return Result(
         name=name, title=title, users=users, stages=stages, total_s=total,
         graph_requests=int(g.get("requests", 0)), so_requests=int(s.get("requests", 0)), so_writes=writes,

@@ -201,8 +201,8 @@ def _apply(
     """One task run per chunk, all submitted at once, :data:`LOOKAHEAD` of them past the oldest unfinished
     one at work (each task waits for its turn), with a progress artifact of the chunks finished.
 
-    The chunks at work share the run's write slots (``write_concurrency``), so the later ones' drift re-read
-    overlaps the earlier ones' writes and the slots stay busy from one chunk to the next.
+    The chunks at work share the run's ``write_concurrency`` writers, so the later ones' drift re-read
+    overlaps the earlier ones' writes and the writers stay busy from one chunk to the next.
     """
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 

@@ -28,30 +28,31 @@ What it guarantees:
   behind; a row the journal has never seen cannot have written one, as ``pending`` precedes every write.
 - **Read once, written once.** The chunk's bulk re-read is also what an update is written from: the
   connector's ``test`` ops carry the values it returned (no ``GET`` per user). Callers applying several
-  chunks pass one target, the reference read once, and shared write slots (:class:`WriteSlots`, served
-  oldest chunk first), so chunks may overlap (the next ones re-read while this one writes) without
-  exceeding ``write_concurrency``, and finish one after the other instead of all together.
-- **Bounded.** Rows are cut into at most :data:`MAX_CHUNKS` chunks; within a chunk at most
-  ``superoffice.write_concurrency`` writes run at once.
+  chunks pass one target, the reference read once, and one pool of writers (:class:`WritePool`, oldest
+  chunk first), so chunks may overlap (the next ones re-read while this one writes) without exceeding
+  ``write_concurrency``, and finish one after the other instead of all together.
+- **Bounded.** Rows are cut into at most :data:`MAX_CHUNKS` chunks; across all chunks at most
+  ``superoffice.write_concurrency`` rows are being written at once (each row's requests one after another).
 - **Checked.** When a chunk's writes are done, its touched users are read back in one bulk request (while
   the next chunks write) and compared with the plan's ``to`` values.
 
 The Prefect layer runs :func:`apply_chunk` once per chunk and :func:`finish_apply` once; :func:`apply_rows`
-does the same without Prefect (the same chunks, target, write slots and look-ahead).
+does the same without Prefect (the same chunks, target, writers and look-ahead).
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
-import heapq
 import itertools
 import json
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -76,11 +77,12 @@ __all__ = [
     "PlanChangedError",
     "PlanRow",
     "RowResult",
-    "WriteSlots",
+    "WritePool",
     "apply_chunk",
     "apply_rows",
     "chunk_rows",
     "finish_apply",
+    "frozen_heap",
     "hold_rows",
     "new_target",
     "plan_file_hash",
@@ -272,91 +274,89 @@ def _differences(current: dict[str, Any], values: dict[str, Any]) -> list[str]:
 # --- writing ------------------------------------------------------------------------------------
 
 
-def new_target(config: Config, slots: WriteSlots | None = None) -> Any:
-    """A :class:`~scimflow.connectors.superoffice.SuperOfficeTarget` for ``config`` whose write requests
-    each hold one of ``slots`` (when given)."""
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Within the block, the objects alive at its start are left out of garbage collection (``gc.freeze``).
+
+    The apply allocates fast (requests, answers, results) while the process holds everything the run built
+    before it: frames, the plan, the orchestrator's state. Every full collection would scan all of that
+    again, stopping every writer thread for a tenth of a second or more each time; frozen, those objects
+    are not scanned. Reference counting still frees them as usual; the block's end unfreezes them.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def new_target(config: Config) -> Any:
+    """A :class:`~scimflow.connectors.superoffice.SuperOfficeTarget` for ``config`` (the caller closes it)."""
     from scimflow.connectors.superoffice import SuperOfficeTarget
 
-    return SuperOfficeTarget(
-        config.superoffice, ca_bundle=config.ca_bundle, write_gate=slots.slot if slots is not None else None
-    )
+    return SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
 
 
-class WriteSlots:
-    """The write slots (``write_concurrency``) shared by the chunks of one apply, served oldest chunk first.
+class WritePool:
+    """The ``write_concurrency`` writer threads shared by the chunks of one apply, oldest chunk's rows first.
 
-    A plain semaphore lets overlapping chunks progress side by side, so they all end together and the
-    slots idle while the next chunks start. Here a waiting write of an earlier chunk always goes before one
-    of a later chunk: chunks finish one after the other, and the later ones' writes fill the slots the
-    earlier one's tail leaves free. A released slot is handed straight to the first waiter (its own lock),
-    so a release wakes one thread, not every waiting one.
+    Each writer sends one row at a time (a create's person and user, an update's one or two PATCHes), so at
+    most ``workers`` write requests are in flight across every chunk. A writer that finishes a row takes the
+    next one itself, at once: no hand-over to another thread between rows. Rows wait in one priority queue
+    by chunk rank, so chunks finish one after the other and a later chunk's rows fill the writers an earlier
+    chunk's tail leaves free (a plain pool per chunk would let chunks progress side by side and end together).
     """
 
-    def __init__(self, slots: int) -> None:
-        self._lock = threading.Lock()
-        self._free = slots  # > 0 only while nobody waits
-        self._waiting: list[tuple[int, int, threading.Lock]] = []  # heap of (rank, ticket, hand-over lock)
-        self._chunks = itertools.count()
+    def __init__(self, workers: int, *, name: str = "scimflow-write") -> None:
+        self._queue: queue.PriorityQueue[tuple[float, int, Any]] = queue.PriorityQueue()
         self._tickets = itertools.count()
-        self._local = threading.local()
-
-    @contextmanager
-    def ranked(self, rank: int) -> Iterator[None]:
-        """Within this block, :meth:`slot` on this thread waits with ``rank`` (the calling chunk's)."""
-        previous = getattr(self._local, "rank", None)
-        self._local.rank = rank
-        try:
-            yield
-        finally:
-            self._local.rank = previous
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one slot for one write request (the connector's write gate), at this thread's rank."""
-        rank = getattr(self._local, "rank", None)
-        self.acquire(rank if rank is not None else 0)
-        try:
-            yield
-        finally:
-            self.release()
-
-    @property
-    def waiting(self) -> int:
-        """How many writes wait for a slot now."""
-        with self._lock:
-            return len(self._waiting)
+        self._chunks = itertools.count()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(max(1, workers))
+        ]
+        for t in self._threads:
+            t.start()
 
     def new_chunk(self) -> int:
-        """The next chunk's rank (lower ranks are served first)."""
+        """The next chunk's rank (lower ranks are written first)."""
         return next(self._chunks)
 
-    def acquire(self, rank: int) -> None:
-        with self._lock:
-            if self._free > 0:
-                self._free -= 1
-                return
-            gate = threading.Lock()
-            gate.acquire()
-            entry = (rank, next(self._tickets), gate)
-            heapq.heappush(self._waiting, entry)
-        try:
-            gate.acquire()  # released by release(), which hands this thread its slot
-        except BaseException:
-            with self._lock:
-                waiting = entry in self._waiting
-                if waiting:  # never handed a slot: just leave the queue
-                    self._waiting.remove(entry)
-                    heapq.heapify(self._waiting)
-            if not waiting:  # handed a slot while being interrupted: pass it on
-                self.release()
-            raise
+    def submit(self, rank: int, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue ``fn(*args)`` at ``rank``; its future resolves once a writer has run it."""
+        future: Future[Any] = Future()
+        self._queue.put((rank, next(self._tickets), (future, fn, args)))
+        return future
 
-    def release(self) -> None:
-        with self._lock:
-            if self._waiting:
-                heapq.heappop(self._waiting)[2].release()
-            else:
-                self._free += 1
+    @property
+    def queued(self) -> int:
+        """Rows waiting for a writer now."""
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        """Let the writers finish what is queued, then stop them."""
+        for _ in self._threads:
+            self._queue.put((math.inf, next(self._tickets), None))
+        for t in self._threads:
+            t.join()
+
+    def __enter__(self) -> WritePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _work(self) -> None:
+        while True:
+            _, _, job = self._queue.get()
+            if job is None:
+                return
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the chunk waiting on the future
+                future.set_exception(exc)
 
 
 class ChunkTurns:
@@ -364,7 +364,7 @@ class ChunkTurns:
 
     The flow submits every chunk's task at once and each task waits here for its turn, which comes the moment
     an earlier chunk ends, not when the orchestrator has recorded that end (a round trip that would leave
-    the write slots idle between chunks). Indexes start at 1.
+    the writers idle between chunks). Indexes start at 1.
     """
 
     def __init__(self, lookahead: int = LOOKAHEAD) -> None:
@@ -398,30 +398,6 @@ class _Create:
     def __init__(self, existing: list[dict[str, Any]] | None, retry: bool) -> None:
         self.existing = existing
         self.retry = retry
-
-
-def _write(
-    target: Any,
-    ref: Reference,
-    row: PlanRow,
-    current: dict[str, Any] | _Create | None,
-    slots: WriteSlots,
-    rank: int = 0,
-) -> RowResult:
-    """Send one row's change within the shared write ``slots``.
-
-    A target whose write gate is ``slots`` holds a slot per write request, so the work between one row's
-    requests (building the next one, reading the answer) leaves the slot to another row's request; any
-    other target holds one slot for the whole row.
-    """
-    if getattr(target, "write_gate", None) == slots.slot:
-        with slots.ranked(rank):
-            return _write_row(target, ref, row, current)
-    slots.acquire(rank)
-    try:
-        return _write_row(target, ref, row, current)
-    finally:
-        slots.release()
 
 
 def _write_row(target: Any, ref: Reference, row: PlanRow, current: dict[str, Any] | _Create | None) -> RowResult:
@@ -552,31 +528,33 @@ def apply_chunk(
     *,
     target: Any = None,
     ref: Reference | None = None,
-    slots: WriteSlots | None = None,
+    writers: WritePool | None = None,
     run_id: str | None = None,
     on_result: Callable[[RowResult], None] | None = None,
     rank: int | None = None,
 ) -> list[RowResult]:
-    """Apply one chunk of change rows: journal, re-read touched users, hold drift, write, journal.
+    """Apply one chunk of change rows: journal, re-read touched users, hold drift, write, journal, read back.
 
     ``target`` defaults to a :class:`~scimflow.connectors.superoffice.SuperOfficeTarget` built from
-    ``config`` (and closed afterwards); callers applying several chunks pass one target (built by
-    :func:`new_target` with the same ``slots``), its ``ref`` (read once) and ``slots``, the
-    :class:`WriteSlots` shared by chunks running side by side, so the next chunk's re-read overlaps this
-    chunk's writes without exceeding the write concurrency. ``rank`` orders this chunk's writes among the
-    chunks sharing ``slots`` (lower first; by default, the order in which chunks reach their writes).
+    ``config``, and ``writers`` to a :class:`WritePool` of ``write_concurrency`` (both closed afterwards);
+    callers applying several chunks pass one target, its ``ref`` (read once) and one pool shared by the
+    chunks running side by side, so the next chunk's re-read overlaps this chunk's writes without
+    exceeding the write concurrency. ``rank`` orders this chunk's rows among the chunks sharing the pool
+    (lower first; by default, the order in which chunks reach their writes).
     Errors other than the connector's per-row errors propagate; the journal then still says ``pending``
     for the rows in flight, and a rerun sorts them out.
     """
-    own = target is None
-    if slots is None:
-        slots = WriteSlots(config.superoffice.write_concurrency)
-    if own:
-        target = new_target(config, slots)
+    own_target, own_pool = target is None, writers is None
+    if target is None:
+        target = new_target(config)
+    if writers is None:
+        writers = WritePool(config.superoffice.write_concurrency)
     try:
-        return _apply_chunk(config, store, plan_hash, rows, target, ref, slots, run_id, on_result, rank)
+        return _apply_chunk(config, store, plan_hash, rows, target, ref, writers, run_id, on_result, rank)
     finally:
-        if own:
+        if own_pool:
+            writers.close()
+        if own_target:
             target.close()
 
 
@@ -587,7 +565,7 @@ def _apply_chunk(
     rows: Sequence[PlanRow],
     target: Any,
     ref: Reference | None,
-    slots: WriteSlots,
+    writers: WritePool,
     run_id: str | None,
     on_result: Callable[[RowResult], None] | None,
     rank: int | None,
@@ -654,24 +632,29 @@ def _apply_chunk(
     if writes:
         if ref is None:
             ref = target.read_reference()
-        # A row between two requests leaves its slot to another row's (of this chunk or the next).
-        workers = max(1, min(config.superoffice.write_concurrency, len(writes)))
         journal = _JournalBuffer(store, plan_hash)
+        if rank is None:
+            rank = writers.new_chunk()
+        futures = [writers.submit(rank, _write_row, target, ref, row, now) for row, now in writes]
         try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scimflow-apply") as pool:
-                if rank is None:
-                    rank = slots.new_chunk()
-                futures = [pool.submit(_write, target, ref, row, now, slots, rank) for row, now in writes]
-                for future in as_completed(futures):
-                    result = future.result()
-                    journal.add(result)
-                    if on_result is not None:
-                        on_result(result)
-                    results.append(result)
+            for future in as_completed(futures):
+                result = future.result()
+                journal.add(result)
+                if on_result is not None:
+                    on_result(result)
+                results.append(result)
+        except BaseException:
+            for future in futures:  # rows no writer has started are not sent
+                future.cancel()
+            wait(futures)  # nor is this chunk left while its rows are being written
+            raise
         finally:
             journal.flush()
     # Read back what this chunk wrote (one bulk read), while the next chunks write.
     results = verify(target, rows, results)
+    verified = [(r.key, r.action, "verified", None, r.associate_id) for r in results if r.verified]
+    if verified:
+        store.journal_mark_many(plan_hash, verified)
     counts = {o: sum(1 for r in results if r.outcome == o) for o in ("applied", "already_done", "drifted", "failed")}
     log.info("chunk of %d rows: %s", len(rows), ", ".join(f"{k} {v}" for k, v in counts.items()))
     return results
@@ -689,18 +672,21 @@ def apply_rows(
     on_result: Callable[[RowResult], None] | None = None,
 ) -> list[RowResult]:
     """Apply change rows without Prefect, as the flow's chunk tasks do: every chunk of :func:`chunk_rows`
-    through :func:`apply_chunk` with one target (logged in once), one reference read and shared
-    :class:`WriteSlots`, ``lookahead`` chunks in flight. Returns every row's result (chunk order)."""
+    through :func:`apply_chunk` with one target (logged in once), one reference read and one
+    :class:`WritePool`, ``lookahead`` chunks in flight. Returns every row's result (chunk order)."""
     chunks = chunk_rows(rows)
     if not chunks:
         return []
     own = target is None
-    slots = WriteSlots(config.superoffice.write_concurrency)
-    if own:
-        target = new_target(config, slots)
+    if target is None:
+        target = new_target(config)
+    writers = WritePool(config.superoffice.write_concurrency)
     try:
         ref = target.read_reference()
-        with ThreadPoolExecutor(max_workers=max(1, lookahead), thread_name_prefix="scimflow-chunk") as pool:
+        with (
+            frozen_heap(),
+            ThreadPoolExecutor(max_workers=max(1, lookahead), thread_name_prefix="scimflow-chunk") as pool,
+        ):
             futures = [
                 pool.submit(
                     apply_chunk,
@@ -710,11 +696,12 @@ def apply_rows(
                     chunk,
                     target=target,
                     ref=ref,
-                    slots=slots,
+                    writers=writers,
                     run_id=run_id,
                     on_result=on_result,
+                    rank=rank,
                 )
-                for chunk in chunks
+                for rank, chunk in enumerate(chunks)
             ]
             results: list[RowResult] = []
             try:
@@ -726,6 +713,7 @@ def apply_rows(
                 raise
         return results
     finally:
+        writers.close()
         if own:
             target.close()
 
@@ -784,7 +772,8 @@ def finish_apply(
     ``rows`` are the plan's rows (all of them); ``results`` every chunk's and the held rows' results.
     """
     checked = list(results)
-    if _to_verify(results):  # chunks read back their own writes; only results from elsewhere are left
+    fresh = _to_verify(results)  # chunks read back (and journal) their own writes; only others are left
+    if fresh:
         own = target is None
         if own:
             from scimflow.connectors.superoffice import SuperOfficeTarget
@@ -795,7 +784,7 @@ def finish_apply(
         finally:
             if own:
                 target.close()
-    verified = [r for r in checked if r.verified]
+    verified = [r for r in checked if r.verified and (r.key, r.action) in fresh]
     if verified:
         store.journal_mark_many(plan_hash, [(r.key, r.action, "verified", None, r.associate_id) for r in verified])
 
@@ -804,10 +793,10 @@ def finish_apply(
         pairs.extend(
             (str(e), int(a)) for e, a in matched_pairs.select("entra_id", "associate_id").drop_nulls().iter_rows()
         )
-    pairs.extend(
+    pairs.extend(  # applied creates were linked as their chunk journalled them
         (r.entra_id, r.associate_id)
         for r in checked
-        if r.action == "create" and r.outcome in ("applied", "already_done") and r.entra_id and r.associate_id
+        if r.action == "create" and r.outcome == "already_done" and r.entra_id and r.associate_id
     )
     if pairs:
         store.upsert_links(pairs)

@@ -8,6 +8,7 @@ apply resumable.
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,10 +45,11 @@ def load_approved_plan(out: Path, plan_hash: str) -> list[PlanRow]:
 class _ApplySession:
     """What the chunks of one apply share in this process: one logged-in target, its reference, the write slots."""
 
-    target: Any  # a SuperOfficeTarget whose write gate is ``slots``
+    target: Any  # a SuperOfficeTarget
     ref: Reference
-    slots: apply.WriteSlots
+    writers: apply.WritePool
     turns: apply.ChunkTurns
+    heap: AbstractContextManager[None]  # apply.frozen_heap(), entered while the session lives
 
 
 _sessions: dict[tuple[str | None, str, str], _ApplySession] = {}
@@ -58,21 +60,23 @@ def _session(config: Config, plan_hash: str, run_id: str | None) -> _ApplySessio
     """The apply session of this run and plan, built (login, reference read) by its first chunk.
 
     The target is built here, inside the task process, from the config (never passed to a task); the
-    reference is read once per run, not once per chunk, and the shared write slots bound the write requests
-    of chunks that run side by side to ``write_concurrency``.
+    reference is read once per run, not once per chunk, and one pool of ``write_concurrency`` writers serves
+    the chunks that run side by side.
     """
     key = (run_id, plan_hash, config.superoffice.webapi_url)
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
-            slots = apply.WriteSlots(config.superoffice.write_concurrency)
-            target = apply.new_target(config, slots)
+            target = apply.new_target(config)
             try:
                 ref = target.read_reference()
             except BaseException:
                 target.close()
                 raise
-            session = _ApplySession(target, ref, slots, apply.ChunkTurns(apply.LOOKAHEAD))
+            writers = apply.WritePool(config.superoffice.write_concurrency)
+            heap = apply.frozen_heap()
+            heap.__enter__()
+            session = _ApplySession(target, ref, writers, apply.ChunkTurns(apply.LOOKAHEAD), heap)
             _sessions[key] = session
         return session
 
@@ -82,7 +86,9 @@ def release_apply_session(config: Config, plan_hash: str, run_id: str | None) ->
     with _sessions_lock:
         session = _sessions.pop((run_id, plan_hash, config.superoffice.webapi_url), None)
     if session is not None:
+        session.writers.close()
         session.target.close()
+        session.heap.__exit__(None, None, None)
 
 
 @task(name="apply-changes", task_run_name="apply-changes-{index}-of-{total}", cache_policy=NO_CACHE)
@@ -105,7 +111,7 @@ def apply_changes(
             rows,
             target=session.target,
             ref=session.ref,
-            slots=session.slots,
+            writers=session.writers,
             run_id=run_id,
             rank=index,
         )

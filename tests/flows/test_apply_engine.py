@@ -9,45 +9,51 @@ from pathlib import Path
 from flowkit import WIDE, start_tenant, stop_tenant, wait_for
 
 from scimflow import pipeline
-from scimflow.apply import ChunkTurns, WriteSlots, apply_rows, finish_apply, read_plan, split_held
+from scimflow.apply import ChunkTurns, WritePool, apply_rows, finish_apply, read_plan, split_held
 from scimflow.config import load_config
 from scimflow.emulators.generate import generate_tenant
 
 
-def test_write_slots_hand_a_freed_slot_to_the_lowest_rank_waiting() -> None:
-    """With both slots taken, waiters of ranks 5, 1, 3 get a freed slot in rank order, never more than 2 at once."""
-    slots = WriteSlots(2)
-    slots.acquire(0)
-    slots.acquire(0)
+def test_the_write_pool_runs_lower_ranks_first() -> None:
+    """While the writer is busy, rows of ranks 5, 1, 3 queue up; they then run in rank order."""
     order: list[int] = []
-    held = {"now": 2, "max": 2}
+    gate = threading.Event()
+
+    def row(rank: int) -> int:
+        if rank == 0:
+            gate.wait(5)  # keeps the writer busy until every other row is queued
+        else:
+            order.append(rank)
+        return rank * 10
+
+    with WritePool(1) as writers:
+        first = writers.submit(0, row, 0)
+        wait_for(lambda: writers.queued == 0, timeout=5, step=0.005)  # the writer took it
+        later = [writers.submit(rank, row, rank) for rank in (5, 1, 3)]
+        gate.set()
+        assert [f.result(5) for f in later] == [50, 10, 30]
+        assert first.result(5) == 0
+    assert order == [1, 3, 5]
+
+
+def test_the_write_pool_never_runs_more_rows_than_its_writers() -> None:
+    """Twelve rows on three writers: three at a time at most, and all three are used."""
+    running = {"now": 0, "max": 0}
     lock = threading.Lock()
 
-    def waiter(rank: int) -> None:
-        slots.acquire(rank)
+    def row(i: int) -> int:
         with lock:
-            order.append(rank)
-            held["now"] += 1
-            held["max"] = max(held["max"], held["now"])
-        time.sleep(0.01)
+            running["now"] += 1
+            running["max"] = max(running["max"], running["now"])
+        time.sleep(0.02)
         with lock:
-            held["now"] -= 1
-        slots.release()
+            running["now"] -= 1
+        return i
 
-    threads = []
-    for queued, rank in enumerate((5, 1, 3), start=1):
-        t = threading.Thread(target=waiter, args=(rank,))
-        t.start()
-        threads.append(t)
-        wait_for(lambda queued=queued: slots.waiting == queued, timeout=5, step=0.005)
-    with lock:
-        held["now"] -= 1
-    slots.release()  # one slot free: the waiters go one at a time, lowest rank first
-    for t in threads:
-        t.join(5)
-    assert order == [1, 3, 5]
-    assert held["max"] == 2
-    assert slots.waiting == 0
+    with WritePool(3) as writers:
+        futures = [writers.submit(0, row, i) for i in range(12)]
+        assert sorted(f.result(5) for f in futures) == list(range(12))
+    assert running["max"] == 3
 
 
 def test_chunk_turns_let_a_chunk_start_only_within_the_lookahead() -> None:

@@ -69,9 +69,8 @@ import copy
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -251,13 +250,9 @@ class SuperOfficeTarget:
         ca_bundle: Path | None = None,
         transport: httpx.BaseTransport | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
-        write_gate: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self._config = config
         self._policy = policy
-        #: Entered around every write request (POST, PUT, PATCH), retries included: the apply engine's
-        #: shared write slots, so at most ``write_concurrency`` writes are in flight across all its chunks.
-        self.write_gate = write_gate
         self._base = config.webapi_url.rstrip("/")
         self._login = build_client(
             ca_bundle=ca_bundle, timeout=config.timeout, transport=transport, headers={"Accept": "application/json"}
@@ -312,9 +307,6 @@ class SuperOfficeTarget:
         self.close()
 
     def _send(self, method: str, url: str, *, ok: frozenset[int] | None = None, **kwargs: Any) -> httpx.Response:
-        if method != "GET" and self.write_gate is not None:
-            with self.write_gate():
-                return send(self._api, method, url, policy=self._policy, ok_statuses=ok, **kwargs)
         return send(self._api, method, url, policy=self._policy, ok_statuses=ok, **kwargs)
 
     def _json(self, response: httpx.Response, kind: type = dict) -> Any:
