@@ -79,7 +79,7 @@ class Group:
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1",
-                "PREFECT_LOGGING_LEVEL": "WARNING", "APPLY_TRACE": os.environ.get("APPLY_TRACE", "")})
+                "PREFECT_LOGGING_LEVEL": "WARNING"})
     env.update(extra or {})
     return env
 
