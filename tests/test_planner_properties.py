@@ -325,7 +325,13 @@ def table_rows(situations: list[str], counts: dict[str, int]) -> set[str]:
     return seen
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# derandomize: the same 500 tenants every run, so the situation-coverage check below cannot flake
+@settings(
+    max_examples=500,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(tenants())
 def test_fast_planner_agrees_with_reference(case: dict[str, Any]) -> None:
     """On every generated tenant both planners produce the same rows (reason as presence) and counts."""
