@@ -115,7 +115,7 @@ def run_flow(emu: Emulators, *, api_url: str, name: str, title: str, users: int,
     by_name = ", ".join(f"{k} {v}" for k, v in sorted(names.items()))
     notes = [
         f"real flow run {flow_run_id[:8]} on the local Prefect server: {count} task runs ({by_name})",
-        f"bound = {writes:,} writes x {latency * 1000:g} ms / {WRITE_CONCURRENCY} (apply = wall-clock span of the chunk tasks + verify)",
+        f"bound = {writes:,} writes x {latency * 1000:g} ms / {WRITE_CONCURRENCY} (apply = wall-clock span of its tasks, load-approved-plan to finish-changes)",
         f"status {result.status}",
     ]
     if parts:
