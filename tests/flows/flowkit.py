@@ -52,6 +52,10 @@ class Tenant:
         with self._client() as c:
             return c.get("/_emulator/stats").json()
 
+    def so_reset_counters(self) -> None:
+        with self._client() as c:
+            c.post("/_emulator/reset-counters").raise_for_status()
+
     def so_settings(self, **values: Any) -> None:
         with self._client() as c:
             c.post("/_emulator/settings", json=values).raise_for_status()

@@ -97,8 +97,7 @@ def test_apply_rows_keeps_the_write_concurrency_and_verifies_every_create(tmp_pa
         go, held = split_held(rows)
         creates = [r for r in go if r.action == "create"]
         assert len(creates) >= 100 and not held
-        with tenant._client() as c:
-            c.post("/_emulator/reset-counters").raise_for_status()
+        tenant.so_reset_counters()
         with pipeline.open_store(config) as store:
             results = apply_rows(config, store, outcome.plan_hash, go)
             report = finish_apply(
