@@ -775,10 +775,8 @@ def finish_apply(
     fresh = _to_verify(results)  # chunks read back (and journal) their own writes; only others are left
     if fresh:
         own = target is None
-        if own:
-            from scimflow.connectors.superoffice import SuperOfficeTarget
-
-            target = SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
+        if target is None:
+            target = new_target(config)
         try:
             checked = verify(target, rows, results)
         finally:

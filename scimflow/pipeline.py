@@ -149,9 +149,9 @@ def _graph_source(config: Config) -> Any:
 
 
 def _so_target(config: Config) -> Any:
-    from scimflow.connectors.superoffice import SuperOfficeTarget
+    from scimflow.apply import new_target
 
-    return SuperOfficeTarget(config.superoffice, ca_bundle=config.ca_bundle)
+    return new_target(config)
 
 
 # --- stages -------------------------------------------------------------------------------------
