@@ -830,10 +830,11 @@ class SuperOfficeTarget:
     ) -> bool:
         """Write ``changes`` guarded by ``test`` ops built from ``current``; False when it cannot (caller reads first).
 
-        Only fields whose entity value follows from the archive value take this path (person scalars, e-mail,
-        mobile, owner company, user name; role and primary group, tested by ``Id``). An empty e-mail, mobile or owner company tests as an empty
-        collection or a null contact; an empty name or title tests as this server writes an empty string
-        (``None`` or ``""``, which differ in a test), once an entity read has shown it, and reads first until then.
+        Only fields whose entity value follows from the archive value take this path (person scalars,
+        e-mail, mobile, owner company, user name; role and primary group, tested by ``Id``). An empty
+        e-mail, mobile or owner company tests as an empty collection or a null contact; an empty name or
+        title tests as this server writes an empty string (``None`` or ``""``, which differ in a test), once
+        an entity read has shown it, and reads first until then.
         """
         if not set(changes) <= _FAST_FIELDS:
             return False
