@@ -24,6 +24,7 @@ import polars as pl
 import yaml
 
 from bench._common import Result, peak_rss_mib
+from scimflow.rules import DEFAULT_MAPPING
 
 __all__ = ["REFERENCE_SUBSET", "plan_fast", "plan_reference", "prepare", "twenty_rules"]
 
@@ -84,14 +85,7 @@ def twenty_rules() -> dict[str, Any]:
     return {
         "version": 1,
         "match": ["entra_id", "user_name", "email"],
-        "mapping": {
-            "user_name": "userPrincipalName",
-            "first_name": "givenName",
-            "last_name": "surname",
-            "email": "coalesce(mail, userPrincipalName)",
-            "title": "jobTitle",
-            "mobile_phone": "mobilePhone",
-        },
+        "mapping": dict(DEFAULT_MAPPING),
         "deprovision": "retire",
         "rules": rules,
     }

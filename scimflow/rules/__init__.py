@@ -12,10 +12,11 @@ from __future__ import annotations
 from scimflow.rules._compiler import CompiledRules, compile_rules, group_directory
 from scimflow.rules._errors import RuleError
 from scimflow.rules._loader import load_rules, parse_rules
-from scimflow.rules._models import ELEMENTS, MAPPED_FIELDS, Rule, RuleSet
+from scimflow.rules._models import DEFAULT_MAPPING, ELEMENTS, MAPPED_FIELDS, Rule, RuleSet
 from scimflow.rules._testing import TestOutcome, run_rule_tests
 
 __all__ = [
+    "DEFAULT_MAPPING",
     "ELEMENTS",
     "MAPPED_FIELDS",
     "CompiledRules",

@@ -5,7 +5,6 @@ The environment is set here, at import, before any test imports prefect (see tes
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
-from tests.flows.flowkit import FIXTURES, WIDE, Tenant, start_tenant, stop_tenant
+from tests.flows.flowkit import Tenant, worked_example_tenant
 
 __all__ = ["UiServer"]
 
@@ -51,13 +50,8 @@ def ui_server(prefect_server: Any) -> UiServer:
 @pytest.fixture
 def worked_example(tmp_path: Path) -> Iterator[Tenant]:
     """The worked example (tests/fixtures) on fresh emulators, with wide guardrails."""
-    graph = json.loads((FIXTURES / "graph.json").read_text())
-    so = json.loads((FIXTURES / "superoffice.json").read_text())
-    tenant = start_tenant(tmp_path / "tenant", graph, so, rules=FIXTURES / "rules.yaml", guardrails=WIDE)
-    try:
+    with worked_example_tenant(tmp_path / "tenant") as tenant:
         yield tenant
-    finally:
-        stop_tenant(tenant)
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ __all__ = [
     "start_tenant",
     "stop_tenant",
     "wait_for",
+    "worked_example_tenant",
 ]
 
 
@@ -72,6 +75,18 @@ def start_tenant(folder: Path, graph: dict[str, Any], so: dict[str, Any], **kwar
 
     host = EmulatorHost(graph, so, folder, **kwargs).start()
     return Tenant(host=host, config=host.config_path, folder=folder)
+
+
+@contextmanager
+def worked_example_tenant(folder: Path) -> Iterator[Tenant]:
+    """The worked example (tests/fixtures) on fresh emulators, with wide guardrails, stopped afterwards."""
+    graph = json.loads((FIXTURES / "graph.json").read_text())
+    so = json.loads((FIXTURES / "superoffice.json").read_text())
+    tenant = start_tenant(folder, graph, so, rules=FIXTURES / "rules.yaml", guardrails=WIDE)
+    try:
+        yield tenant
+    finally:
+        stop_tenant(tenant)
 
 
 def stop_tenant(tenant: Tenant) -> None:
