@@ -18,6 +18,7 @@ from graph_helpers import SECRET, Running, running
 from scimflow.connectors.http import ssl_context
 from scimflow.emulators.graph import generate_tenant
 from scimflow.emulators.pki import self_signed_certificate
+from scimflow.emulators.serve import TIMER_GRAIN
 
 DEFAULT_11 = {
     "businessPhones", "displayName", "givenName", "id", "jobTitle", "mail", "mobilePhone", "officeLocation",
@@ -353,6 +354,21 @@ def test_latency_does_not_block_the_event_loop(fresh: Api) -> None:
 
     elapsed = asyncio.run(burst())
     assert 0.3 <= elapsed < 0.9
+
+
+def test_answers_leave_at_their_latency_never_early(fresh: Api) -> None:
+    """Sequential answers at 30 ms latency: none arrives before 30 ms minus half the timer grain (the
+    emulator centres its millisecond-grained timers on the deadline), and they are not systematically late."""
+    fresh.run.knobs(latency=0.03)
+    with httpx.Client(verify=ssl_context(fresh.run.ca), trust_env=False) as c:
+        c.get(f"{fresh.run.origin}/v1.0/users", headers={"Authorization": f"Bearer {fresh.token}"})  # connect
+        times = []
+        for _ in range(10):
+            started = time.monotonic()
+            c.get(f"{fresh.run.origin}/v1.0/users", headers={"Authorization": f"Bearer {fresh.token}"})
+            times.append(time.monotonic() - started)
+    assert min(times) >= 0.03 - TIMER_GRAIN / 2
+    assert sorted(times)[len(times) // 2] < 0.03 + 0.015  # the median: scheduling noise, not a lost millisecond
 
 
 def test_knobs_snapshot_stats_and_reset(fresh: Api) -> None:

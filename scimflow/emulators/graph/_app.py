@@ -2,7 +2,7 @@
 
 One :class:`GraphEmulator` holds the state (:class:`~._tenant.Tenant`, issued tokens, counters)
 behind a ``threading.RLock``; handlers are ``async`` and hold the lock only while they touch state, so
-latency (``await asyncio.sleep``) never blocks the event loop or other requests.
+latency (``await answer_at``, an ``asyncio.sleep``) never blocks the event loop or other requests.
 
 The edge wraps every request: a fresh ``request-id`` header (and ``client-request-id`` echoed), counting,
 latency; for ``/v1.0`` also bearer-token checks (401 ``InvalidAuthenticationToken``), the deterministic
@@ -19,7 +19,6 @@ Where Graph's documentation is silent the emulator picks (and documents) one beh
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -53,7 +52,7 @@ from scimflow.emulators.graph._tenant import (
     TenantError,
     project_user,
 )
-from scimflow.emulators.serve import DateHeader
+from scimflow.emulators.serve import DateHeader, answer_at
 
 __all__ = ["GraphEmulator"]
 
@@ -871,9 +870,8 @@ class _Edge:
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # The answer leaves ``latency`` after the request arrived, the emulator's own work included.
-                wait = latency - (time.monotonic() - arrived)
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                if latency > 0:
+                    await answer_at(arrived + latency)
                 message = dict(message)
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)

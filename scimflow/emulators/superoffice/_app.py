@@ -23,7 +23,6 @@ Choices where SuperOffice's documentation is silent, kept in step with the conne
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -47,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from scimflow.emulators.serve import DateHeader
+from scimflow.emulators.serve import DateHeader, answer_at
 from scimflow.emulators.superoffice._archive import FilterError
 from scimflow.emulators.superoffice._patch import PatchConflict, PatchError, apply_json_patch, apply_merge_patch
 from scimflow.emulators.superoffice._state import ApiError, Tenant
@@ -192,9 +191,8 @@ class SuperOfficeEmulator:
                 response = await answer(request)
                 # The answer leaves ``latency`` after the request arrived, the emulator's own work included
                 # (a real service's response time includes its processing too).
-                wait = self.settings.latency - (time.monotonic() - arrived)
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                if self.settings.latency > 0:
+                    await answer_at(arrived + self.settings.latency)
                 return response
             finally:
                 if write:
