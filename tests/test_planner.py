@@ -428,6 +428,12 @@ def test_matched_pairs_are_reported_for_linking():
     assert sorted(plan.matched_pairs.rows()) == [("e1", 101), ("e2", 102)]
 
 
+def test_matched_pairs_leave_out_links_already_stored():
+    """A pair stored as a link already is not written again: only the new pairs are reported."""
+    plan, _ = plan_of([eu(1), eu(2), eu(3)], [su(1), su(2), su(3)], links=[("e1", 101)])
+    assert sorted(plan.matched_pairs.rows()) == [("e2", 102), ("e3", 103)]
+
+
 # -- diff rules --------------------------------------------------------------------------------------------
 
 

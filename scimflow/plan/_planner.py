@@ -57,7 +57,8 @@ _STR_LIST = pl.List(pl.String)
 
 @dataclass
 class Plan:
-    """The planner's result (docs/internals.md): listed rows, counts, guardrail bases, pairs to link."""
+    """The planner's result (docs/internals.md): listed rows, counts, guardrail bases, and the pairs to link
+    (matched pairs that are not stored as links yet)."""
 
     rows: pl.DataFrame
     counts: dict[str, int]
@@ -167,7 +168,7 @@ def build_plan(
             ).select(pl.col("id").alias("entra_id"), pl.col("partner").alias("associate_id")),
             gone.select("entra_id", "associate_id"),
         ]
-    )
+    ).join(links_lf.select("entra_id", "associate_id"), on=["entra_id", "associate_id"], how="anti")  # stored already
     counts_lf = decided.group_by("action").agg(pl.len().alias("n"))
     # unmanaged: users of any type that no Entra user found, no link names, and no conflict involves
     unmanaged = so.lazy().select("associate_id").join(managed_ids, on="associate_id", how="anti").select(pl.len())
