@@ -130,6 +130,10 @@ class SystemUserAuth(httpx.Auth):
         request.headers["Authorization"] = f"SOTicket {ticket}"
         request.headers["SO-AppToken"] = app_token
 
+    def ensure_ticket(self) -> None:
+        """Log in now unless a fresh ticket is cached (before requests are sent side by side: one login)."""
+        self._current(stale=None)
+
     def invalidate(self) -> None:
         """Forget the cached ticket (the next request authenticates again)."""
         with self._lock:
