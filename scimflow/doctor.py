@@ -32,7 +32,6 @@ import ssl
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,21 +103,9 @@ class Check:
         return "warn" if self.warn else "ok"
 
 
-@lru_cache(maxsize=8)
-def _cached_context(ca_bundle: str | None, _mtime_ns: int) -> ssl.SSLContext:
-    return ssl_context(ca_bundle)
-
-
-def _context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """The sync's trust store (system CAs + ``ca_bundle``), built once per file version: loading it is slow."""
-    if ca_bundle is None:
-        return _cached_context(None, 0)
-    return _cached_context(str(ca_bundle), ca_bundle.stat().st_mtime_ns)
-
-
 def _client(ca_bundle: Path | None, **kwargs: Any) -> httpx.Client:
     """A client built like the connectors' (:func:`build_client`), sharing one verifying SSL context."""
-    transport = httpx.HTTPTransport(verify=_context(ca_bundle), retries=0)
+    transport = httpx.HTTPTransport(verify=ssl_context(ca_bundle), retries=0)
     return build_client(timeout=_TIMEOUT, transport=transport, **kwargs)
 
 
@@ -374,7 +361,7 @@ def check_endpoint(
             )
         ]
     try:
-        context = _context(ca_bundle)
+        context = ssl_context(ca_bundle)
     except (OSError, ssl.SSLError):
         return [_skip(name, "the ca_bundle cannot be loaded")]
     address = infos[0][4]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import ssl
 import time
@@ -44,10 +45,23 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def ssl_context(ca_bundle: Path | str | None = None) -> ssl.SSLContext:
-    """An SSL context with the system trust store plus ``ca_bundle`` (if given). Verification stays on."""
+    """An SSL context with the system trust store plus ``ca_bundle`` (if given). Verification stays on.
+
+    One context per trust store and process, shared (callers must not change it): loading the system CAs
+    takes tens of milliseconds and every connector builds a client or two. A bundle file that changed (its
+    modification time or size) is loaded anew; one that cannot be read raises as it did the first time.
+    """
+    if ca_bundle is None:
+        return _context(None, None)
+    st = Path(ca_bundle).stat()
+    return _context(str(ca_bundle), (st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=16)
+def _context(ca_bundle: str | None, _version: tuple[int, int] | None) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if ca_bundle is not None:
-        ctx.load_verify_locations(cafile=str(ca_bundle))
+        ctx.load_verify_locations(cafile=ca_bundle)
     return ctx
 
 
