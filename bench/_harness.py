@@ -198,13 +198,38 @@ def run_bench(
                 with emulator_process(spec, folder) as info:
                     params = {"emulators": info, "out": str(folder / "plans"), "latency": spec.latency,
                               "throttled": bool(spec.rps)}
-                    results += _run_steps(pending, params, work, prefect, started, budget_s, progress)
+                    calibration = round_trip_note(info, spec.latency) if spec.latency > 0 else None
+                    group_results = _run_steps(pending, params, work, prefect, started, budget_s, progress)
+                    for r in group_results:
+                        if calibration and r.ok:
+                            r.notes.append(calibration)
+                    results += group_results
             except RuntimeError as exc:
                 results += [_skipped(s, f"not run: {exc}") for s in pending if s.shown]
     finally:
         if prefect is not None:
             prefect.stop()
     return results
+
+
+def round_trip_note(info: dict[str, Any], latency: float, n: int = 40) -> str:
+    """The emulator's answer time as a client sees it: ``n`` sequential requests from this process (the
+    login service's JWKS, which carries the same latency as every SuperOffice request), median and p90."""
+    import httpx
+
+    from scimflow.connectors.http import ssl_context
+
+    url = info["superoffice"].rstrip("/") + "/login/.well-known/jwks"
+    with httpx.Client(verify=ssl_context(info["ca_bundle"]), trust_env=False, timeout=30) as c:
+        c.get(url)  # connect
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            c.get(url).raise_for_status()
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    return (f"emulator round trip at {latency * 1000:g} ms latency, {n} sequential requests from the bench process:"
+            f" median {times[n // 2] * 1000:.1f} ms, p90 {times[int(n * 0.9)] * 1000:.1f} ms")
 
 
 def _run_steps(
