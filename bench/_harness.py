@@ -213,23 +213,45 @@ def run_bench(
 
 
 def round_trip_note(info: dict[str, Any], latency: float, n: int = 40) -> str:
-    """The emulator's answer time as a client sees it: ``n`` sequential requests from this process (the
-    login service's JWKS, which carries the same latency as every SuperOffice request), median and p90."""
+    """The emulator's answer time as a client sees it: ``n`` sequential requests from this process to the
+    login service's JWKS (it carries the same latency as every SuperOffice request), median and p90, with a
+    bare stdlib client (the emulator alone) and with httpx (the client the connectors use, its own cost added)."""
+    import http.client
+    from urllib.parse import urlsplit
+
     import httpx
 
     from scimflow.connectors.http import ssl_context
 
     url = info["superoffice"].rstrip("/") + "/login/.well-known/jwks"
-    with httpx.Client(verify=ssl_context(info["ca_bundle"]), trust_env=False, timeout=30) as c:
-        c.get(url)  # connect
+    parts = urlsplit(url)
+    context = ssl_context(info["ca_bundle"])
+
+    def timed(get: Callable[[], object]) -> tuple[float, float]:
+        get()  # connect
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
-            c.get(url).raise_for_status()
+            get()
             times.append(time.perf_counter() - t0)
-    times.sort()
+        times.sort()
+        return times[n // 2] * 1000, times[int(n * 0.9)] * 1000
+
+    bare = http.client.HTTPSConnection(parts.hostname or "127.0.0.1", parts.port, context=context, timeout=30)
+
+    def bare_get() -> bytes:
+        bare.request("GET", parts.path)
+        return bare.getresponse().read()
+
+    try:
+        stdlib = timed(bare_get)
+    finally:
+        bare.close()
+    with httpx.Client(verify=context, trust_env=False, timeout=30) as c:
+        via_httpx = timed(lambda: c.get(url).raise_for_status())
     return (f"emulator round trip at {latency * 1000:g} ms latency, {n} sequential requests from the bench process:"
-            f" median {times[n // 2] * 1000:.1f} ms, p90 {times[int(n * 0.9)] * 1000:.1f} ms")
+            f" median {stdlib[0]:.1f} ms (p90 {stdlib[1]:.1f}) with a bare stdlib client, {via_httpx[0]:.1f} ms"
+            f" (p90 {via_httpx[1]:.1f}) with httpx")
 
 
 def _run_steps(
