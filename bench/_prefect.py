@@ -70,6 +70,12 @@ def _when(value: object) -> float | None:
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
+def _widen(spans: dict[str, tuple[float, float]], key: str, start: float, end: float) -> None:
+    """Stretch ``spans[key]`` (first start, last end) to cover ``start``-``end``."""
+    lo, hi = spans.get(key, (start, end))
+    spans[key] = (min(lo, start), max(hi, end))
+
+
 def run_flow(emu: Emulators, *, api_url: str, name: str, title: str, users: int, latency: float = LATENCY_S) -> Result:
     """Run ``sync_users`` once (auto mode, approved), then count and time its task runs."""
     from flows.sync import SyncParams, sync_users
@@ -86,27 +92,23 @@ def run_flow(emu: Emulators, *, api_url: str, name: str, title: str, users: int,
     count = count_task_runs(api_url, flow_run_id)
     runs = task_runs(api_url, flow_run_id)
     stages: dict[str, float | None] = dict.fromkeys(("extract", "validate", "plan", "preview", "apply"))
+    # wall-clock spans: of each stage, and of each apply task (chunks as one span: where the apply's time goes
+    # besides the writes); chunks run overlapped, so their run times must not be summed
     spans: dict[str, tuple[float, float]] = {}
+    parts: dict[str, tuple[float, float]] = {}
     names: dict[str, int] = {}
     for tr in runs:
         base = re.sub(r"-(\d+-of-\d+|[0-9a-f]{3})$", "", str(tr.get("name", "")))  # chunk index, run suffix
         names[base] = names.get(base, 0) + 1
-        stage = _stage(str(tr.get("name", "")))
+        stage = _stage(base)
         start, end = _when(tr.get("start_time")), _when(tr.get("end_time"))
-        if stage is not None and start is not None and end is not None:
-            # wall-clock span of the stage: chunks run overlapped, so their run times must not be summed
-            lo, hi = spans.get(stage, (start, end))
-            spans[stage] = (min(lo, start), max(hi, end))
+        if stage is None or start is None or end is None:
+            continue
+        _widen(spans, stage, start, end)
+        if stage == "apply":
+            _widen(parts, base, start, end)
     for stage, (lo, hi) in spans.items():
         stages[stage] = hi - lo
-    # the apply stage, task by task (chunks as one span): where its time goes besides the writes
-    parts: dict[str, tuple[float, float]] = {}
-    for tr in runs:
-        part = re.sub(r"-(\d+-of-\d+|[0-9a-f]{3})$", "", str(tr.get("name", "")))
-        start, end = _when(tr.get("start_time")), _when(tr.get("end_time"))
-        if _stage(part) == "apply" and start is not None and end is not None:
-            lo, hi = parts.get(part, (start, end))
-            parts[part] = (min(lo, start), max(hi, end))
     writes = int(s.get("writes", 0))
     changes = result.change_rows
     bound = writes * latency / WRITE_CONCURRENCY if latency > 0 and writes else None

@@ -85,6 +85,7 @@ __all__ = [
     "frozen_heap",
     "hold_rows",
     "new_target",
+    "outcome_counts",
     "plan_file_hash",
     "read_plan",
     "split_held",
@@ -145,6 +146,17 @@ class RowResult(BaseModel):
     verified: bool | None = None
 
 
+def outcome_counts(
+    results: Iterable[RowResult], outcomes: Sequence[str] = ("applied", "already_done", "drifted", "failed")
+) -> dict[str, int]:
+    """``{outcome: how many results have it}`` for each of ``outcomes``, in that order."""
+    counts = dict.fromkeys(outcomes, 0)
+    for r in results:
+        if r.outcome in counts:
+            counts[r.outcome] += 1
+    return counts
+
+
 class ApplyReport(BaseModel):
     """The result of applying a plan: counts and one :class:`RowResult` per change row."""
 
@@ -180,9 +192,7 @@ class ApplyReport(BaseModel):
     @classmethod
     def from_results(cls, plan_hash: str, results: Iterable[RowResult], *, planned: int) -> ApplyReport:
         rows = sorted(results, key=lambda r: (r.key, r.action))
-        counts = {
-            o: sum(1 for r in rows if r.outcome == o) for o in ("applied", "already_done", "held", "drifted", "failed")
-        }
+        counts = outcome_counts(rows, ("applied", "already_done", "held", "drifted", "failed"))
         return cls(
             plan_hash=plan_hash,
             planned=planned,
@@ -470,6 +480,13 @@ def _mark(store: StateStore, plan_hash: str, results: Iterable[RowResult]) -> No
     )
 
 
+def _journal_verified(store: StateStore, plan_hash: str, results: Iterable[RowResult]) -> None:
+    """Journal the results whose read-back matched the plan as ``verified``."""
+    verified = [(r.key, r.action, "verified", None, r.associate_id) for r in results if r.verified]
+    if verified:
+        store.journal_mark_many(plan_hash, verified)
+
+
 def hold_rows(
     store: StateStore, plan_hash: str, rows: Iterable[PlanRow], *, why: str, run_id: str | None = None
 ) -> list[RowResult]:
@@ -652,10 +669,8 @@ def _apply_chunk(
             journal.flush()
     # Read back what this chunk wrote (one bulk read), while the next chunks write.
     results = verify(target, rows, results)
-    verified = [(r.key, r.action, "verified", None, r.associate_id) for r in results if r.verified]
-    if verified:
-        store.journal_mark_many(plan_hash, verified)
-    counts = {o: sum(1 for r in results if r.outcome == o) for o in ("applied", "already_done", "drifted", "failed")}
+    _journal_verified(store, plan_hash, results)
+    counts = outcome_counts(results)
     log.info("chunk of %d rows: %s", len(rows), ", ".join(f"{k} {v}" for k, v in counts.items()))
     return results
 
@@ -782,9 +797,7 @@ def finish_apply(
         finally:
             if own:
                 target.close()
-    verified = [r for r in checked if r.verified and (r.key, r.action) in fresh]
-    if verified:
-        store.journal_mark_many(plan_hash, [(r.key, r.action, "verified", None, r.associate_id) for r in verified])
+    _journal_verified(store, plan_hash, [r for r in checked if (r.key, r.action) in fresh])
 
     pairs: list[tuple[str, int]] = []
     if matched_pairs is not None and matched_pairs.height:

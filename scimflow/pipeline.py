@@ -148,12 +148,6 @@ def _graph_source(config: Config) -> Any:
     return GraphSource(config.entra, ca_bundle=config.ca_bundle)
 
 
-def _so_target(config: Config) -> Any:
-    from scimflow.apply import new_target
-
-    return new_target(config)
-
-
 # --- stages -------------------------------------------------------------------------------------
 
 
@@ -190,10 +184,13 @@ def extract_entra(config: Config, store: StateStore | None = None, *, full: bool
 
 
 def extract_superoffice(config: Config) -> SuperOfficeExtract:
-    """Read every SuperOffice user (all types, retired too) and the reference lists."""
-    with _so_target(config) as target:
-        users = conform(target.read_users(), SO_SCHEMA)
+    """Read every SuperOffice user (all types, retired too) and the reference lists (once: the user read
+    decodes ids with the reference the target holds)."""
+    from scimflow.apply import new_target
+
+    with new_target(config) as target:
         reference = target.read_reference()
+        users = conform(target.read_users(), SO_SCHEMA)
     log.info("extracted %d SuperOffice users", users.height)
     return SuperOfficeExtract(users=users, reference=reference)
 

@@ -8,7 +8,7 @@ apply resumable.
 from __future__ import annotations
 
 import threading
-from contextlib import AbstractContextManager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +49,7 @@ class _ApplySession:
     ref: Reference
     writers: apply.WritePool
     turns: apply.ChunkTurns
-    heap: AbstractContextManager[None]  # apply.frozen_heap(), entered while the session lives
+    resources: ExitStack  # closes the writers, then the target, and ends the frozen heap
 
 
 _sessions: dict[tuple[str | None, str, str], _ApplySession] = {}
@@ -67,16 +67,12 @@ def _session(config: Config, plan_hash: str, run_id: str | None) -> _ApplySessio
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
-            target = apply.new_target(config)
-            try:
+            with ExitStack() as resources:
+                target = resources.enter_context(apply.new_target(config))
                 ref = target.read_reference()
-            except BaseException:
-                target.close()
-                raise
-            writers = apply.WritePool(config.superoffice.write_concurrency)
-            heap = apply.frozen_heap()
-            heap.__enter__()
-            session = _ApplySession(target, ref, writers, apply.ChunkTurns(apply.LOOKAHEAD), heap)
+                writers = resources.enter_context(apply.WritePool(config.superoffice.write_concurrency))
+                resources.enter_context(apply.frozen_heap())
+                session = _ApplySession(target, ref, writers, apply.ChunkTurns(apply.LOOKAHEAD), resources.pop_all())
             _sessions[key] = session
         return session
 
@@ -86,9 +82,7 @@ def release_apply_session(config: Config, plan_hash: str, run_id: str | None) ->
     with _sessions_lock:
         session = _sessions.pop((run_id, plan_hash, config.superoffice.webapi_url), None)
     if session is not None:
-        session.writers.close()
-        session.target.close()
-        session.heap.__exit__(None, None, None)
+        session.resources.close()
 
 
 @task(name="apply-changes", task_run_name="apply-changes-{index}-of-{total}", cache_policy=NO_CACHE)
@@ -115,7 +109,7 @@ def apply_changes(
             run_id=run_id,
             rank=index,
         )
-    by = {o: sum(1 for r in results if r.outcome == o) for o in ("applied", "already_done", "drifted", "failed")}
+    by = apply.outcome_counts(results)
     logger.info("chunk %d/%d: %d rows: %s", index, total, len(rows), ", ".join(f"{k} {v}" for k, v in by.items()))
     for r in results:
         if r.outcome in ("drifted", "failed"):

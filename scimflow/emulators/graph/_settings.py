@@ -25,7 +25,7 @@ class GraphEmulatorSettings:
     client_secret: str | None = None  # accepted secret (None: secrets refused)
     certificate_thumbprints: dict[str, bytes] = field(default_factory=dict)  # SHA-1 hex (upper) -> cert PEM
     token_lifetime: int = 3599
-    latency: float = 0.0  # seconds from a request's arrival to its answer, processing included (asyncio.sleep)
+    latency: float = 0.0  # seconds from a request's arrival to its answer, processing included (serve.answer_at)
     throttle_rate: float = 0.0  # fraction of Graph requests answered 429
     retry_after: str = "1"  # Retry-After value sent with 429
     error_rate: float = 0.0  # fraction answered 503

@@ -31,6 +31,7 @@ import random
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -105,8 +106,9 @@ class SuperOfficeEmulator:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         self._kid = hashlib.sha256(pub_der).hexdigest()[:16]
-        self.request_count = 0
+        self._writes_in_flight = 0  # not a counter: a reset of the counters leaves requests in flight alone
         self._stats: dict[str, int] = {}
+        self._endpoints: Counter[str] = Counter()
         self._reset_stats()
         self.app = Starlette(routes=self._routes(), middleware=[Middleware(DateHeader, offset=self._clock_offset)])
 
@@ -135,8 +137,7 @@ class SuperOfficeEmulator:
 
     def _reset_stats(self) -> None:
         self.request_count = 0
-        self._endpoints: dict[str, int] = {}
-        self._writes_in_flight = getattr(self, "_writes_in_flight", 0)
+        self._endpoints = Counter()
         self._stats = {
             "writes": 0,
             "max_writes_in_flight": 0,
@@ -202,7 +203,7 @@ class SuperOfficeEmulator:
         async def answer(request: Request) -> Response:
             with self._lock:
                 self.request_count += 1
-                self._endpoints[label(request)] = self._endpoints.get(label(request), 0) + 1
+                self._endpoints[label(request)] += 1
                 fault = self._fault()
             if fault is not None:
                 return fault
