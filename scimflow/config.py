@@ -15,11 +15,13 @@ SQLite ``state_url``) resolve against the config file's folder.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -39,6 +41,7 @@ __all__ = [
     "ConfigError",
     "EntraConfig",
     "Guardrails",
+    "ScimConfig",
     "SecretRef",
     "SuperOfficeConfig",
     "load_config",
@@ -236,6 +239,54 @@ class SuperOfficeConfig(_Model):
         return v.rstrip("/")
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ScimConfig(_Model):
+    """SCIM 2.0 target settings (``target: scim``): SuperOffice's Identity Management Gateway or any SCIM server."""
+
+    base_url: str = Field(description="Opaque base; /Users and /Groups are appended")
+    token: Secret = Field(description="Sent as 'Authorization: Bearer <token>' on every request")
+    dialect: Literal["entra", "rfc"] = "entra"
+    group_prefix: str = Field("scimflow", min_length=1, max_length=64)
+    write_concurrency: int = Field(4, ge=1, le=64)
+    page_size: int = Field(100, ge=1, le=1000)
+    timeout: float = Field(30.0, gt=0)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _secret(cls, v: Any) -> SecretRef:
+        return _to_secret(v)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+            pass
+        elif parts.scheme != "https" or not parts.hostname:
+            msg = "must be an https:// URL (http:// only for a loopback host such as 127.0.0.1)"
+            raise ValueError(msg)
+        if parts.query or parts.fragment or parts.username or parts.password:
+            msg = "must be a plain base URL (no query, fragment or credentials)"
+            raise ValueError(msg)
+        return v.rstrip("/")
+
+    @field_validator("group_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if ":" in v or v != v.strip():
+            msg = "must not contain ':' or surrounding spaces (group names are '{group_prefix}:{element}:{value}')"
+            raise ValueError(msg)
+        return v
+
+
 _BUDGET_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
 
 
@@ -290,7 +341,9 @@ class Config(_Model):
     """The whole ``scimflow.yaml``. Build it with :func:`load_config`."""
 
     entra: EntraConfig
-    superoffice: SuperOfficeConfig
+    target: Literal["superoffice", "scim"] = "superoffice"
+    superoffice: SuperOfficeConfig | None = None
+    scim: ScimConfig | None = None
     ca_bundle: Path | None = None
     rules: Path = Path("rules/default.yaml")
     state_url: str = "sqlite:///.scimflow/state.db"
@@ -302,6 +355,30 @@ class Config(_Model):
 
     _source: Path | None = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _target_block(self) -> Config:
+        if self.target == "superoffice" and self.superoffice is None:
+            msg = "superoffice: the block is required when target is superoffice (the default)"
+            raise ValueError(msg)
+        if self.target == "scim" and self.scim is None:
+            msg = "scim: the block is required when target is scim"
+            raise ValueError(msg)
+        return self
+
+    def require_superoffice(self) -> SuperOfficeConfig:
+        """The ``superoffice:`` block; :class:`ConfigError` naming the key when this config has none."""
+        if self.superoffice is None:
+            msg = f"superoffice: this configuration has no superoffice block (target is {self.target})"
+            raise ConfigError(msg)
+        return self.superoffice
+
+    def require_scim(self) -> ScimConfig:
+        """The ``scim:`` block; :class:`ConfigError` naming the key when this config has none."""
+        if self.scim is None:
+            msg = f"scim: this configuration has no scim block (target is {self.target})"
+            raise ConfigError(msg)
+        return self.scim
+
     @property
     def source(self) -> Path | None:
         """The file this config was loaded from, if any."""
@@ -310,7 +387,12 @@ class Config(_Model):
     @property
     def tenant_key(self) -> str:
         """A lowercase, dash-only tenant name usable in Prefect artifact keys."""
-        raw = self.tenant or self.superoffice.context_identifier
+        if self.tenant:
+            raw = self.tenant
+        elif self.superoffice is not None:
+            raw = self.superoffice.context_identifier
+        else:
+            raw = urlsplit(self.require_scim().base_url).hostname or ""
         return re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-") or "tenant"
 
 
@@ -342,13 +424,17 @@ def _rebase(config: Config, base: Path) -> Config:
         )
     entra = e.model_copy(update={"client_secret": secret(e.client_secret), "certificate": cert})
     so = config.superoffice
-    so = so.model_copy(
-        update={
-            "client_secret": secret(so.client_secret),
-            "system_user_token": secret(so.system_user_token),
-            "private_key": secret(so.private_key),
-        }
-    )
+    if so is not None:
+        so = so.model_copy(
+            update={
+                "client_secret": secret(so.client_secret),
+                "system_user_token": secret(so.system_user_token),
+                "private_key": secret(so.private_key),
+            }
+        )
+    scim = config.scim
+    if scim is not None:
+        scim = scim.model_copy(update={"token": secret(scim.token)})
     state_url = config.state_url
     m = re.match(r"^(sqlite(?:\+\w+)?:///)(.+)$", state_url)
     if m and m.group(2) != ":memory:" and not m.group(2).startswith("/"):
@@ -357,6 +443,7 @@ def _rebase(config: Config, base: Path) -> Config:
         update={
             "entra": entra,
             "superoffice": so,
+            "scim": scim,
             "ca_bundle": path(config.ca_bundle),
             "rules": path(config.rules),
             "out_dir": path(config.out_dir),
