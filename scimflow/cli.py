@@ -26,8 +26,10 @@ rules_app = typer.Typer(help="Check and test rule sets.", no_args_is_help=True)
 links_app = typer.Typer(
     help="Export or import the Entra-to-SuperOffice links of the state store.", no_args_is_help=True
 )
+scim_app = typer.Typer(help="Helpers for a SCIM 2.0 target (SuperOffice Online's gateway).", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(links_app, name="links")
+app.add_typer(scim_app, name="scim")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The scimflow.yaml to use.")]
 RulesOpt = Annotated[Path | None, typer.Option("--rules", "-r", help="A rule set overriding the config's `rules`.")]
@@ -182,6 +184,21 @@ def links_import(
     from scimflow.commands.links_cmd import import_links
 
     _exit(import_links(config, file))
+
+
+@scim_app.command("img-rules")
+def scim_img_rules(
+    rules: Annotated[Path, typer.Option("--rules", "-r", help="The rule set (YAML).")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Take the group prefix from this config's scim block.")
+    ] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="The computed groups' prefix.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """The Identity Manager rules to enter once: one per computed group, every element value listed."""
+    from scimflow.commands.scim_cmd import print_img_rules
+
+    _exit(print_img_rules(rules, prefix=prefix, config=config, as_json=as_json))
 
 
 def main() -> None:
