@@ -15,6 +15,7 @@ import functools
 import logging
 import ssl
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "RetryPolicy",
     "RetryableStatus",
     "build_client",
+    "default_transport",
     "parse_retry_after",
     "send",
     "ssl_context",
@@ -88,8 +90,54 @@ def build_client(
     if transport is not None:
         kwargs["transport"] = transport
     else:
-        kwargs["transport"] = httpx.HTTPTransport(verify=ssl_context(ca_bundle), limits=limits, retries=0)
+        kwargs["transport"] = default_transport(ca_bundle, limits)
     return httpx.Client(**kwargs)
+
+
+def default_transport(ca_bundle: Path | str | None = None, limits: httpx.Limits | None = None) -> httpx.BaseTransport:
+    """The connectors' transport: our trust store, no transport retries, and the environment's proxy.
+
+    ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` (either case) are read here with the standard
+    library (:func:`urllib.request.getproxies`), not through httpx's ``trust_env``, which would also let
+    ``SSL_CERT_FILE`` and friends replace the trust store. Without a proxy variable this is a plain
+    ``httpx.HTTPTransport``; with one, requests to hosts ``NO_PROXY`` does not cover go through a
+    CONNECT tunnel, and the TLS inside it is verified against the same trust store.
+    """
+    verify = ssl_context(ca_bundle)
+    limits = limits or httpx.Limits()
+    proxies = {s: u for s, u in urllib.request.getproxies().items() if s in ("http", "https") and u}
+    if not proxies:
+        return httpx.HTTPTransport(verify=verify, limits=limits, retries=0)
+    return _ProxyRouter(verify, limits, proxies, urllib.request.getproxies().get("no", ""))
+
+
+class _ProxyRouter(httpx.BaseTransport):
+    """Send each request through the scheme's proxy unless ``NO_PROXY`` covers its host."""
+
+    def __init__(self, verify: ssl.SSLContext, limits: httpx.Limits, proxies: dict[str, str], no_proxy: str) -> None:
+        self._direct = httpx.HTTPTransport(verify=verify, limits=limits, retries=0)
+        self._proxied = {
+            scheme: httpx.HTTPTransport(verify=verify, limits=limits, retries=0, proxy=httpx.Proxy(url))
+            for scheme, url in proxies.items()
+        }
+        self._bypass = {"no": no_proxy} if no_proxy else {}
+
+    def _route(self, url: httpx.URL) -> httpx.BaseTransport:
+        proxied = self._proxied.get(url.scheme)
+        if proxied is None:
+            return self._direct
+        host = url.host if url.port is None else f"{url.host}:{url.port}"
+        if self._bypass and urllib.request.proxy_bypass_environment(host, self._bypass):  # type: ignore[attr-defined]
+            return self._direct
+        return proxied
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._route(request.url).handle_request(request)
+
+    def close(self) -> None:
+        self._direct.close()
+        for transport in self._proxied.values():
+            transport.close()
 
 
 def parse_retry_after(value: str | None) -> float | None:

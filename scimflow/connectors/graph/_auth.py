@@ -10,7 +10,8 @@ Choices:
   app (and so its in-memory token cache) outlives any one :class:`~._source.GraphSource`, Prefect tasks
   in one process share a token: N tasks within its lifetime cost one token request.
 - **msal speaks httpx.** The app gets ``http_client=`` an adapter over a client from
-  :func:`scimflow.connectors.http.build_client` (``trust_env=False`` and the config's ``ca_bundle``),
+  :func:`scimflow.connectors.http.build_client` (``trust_env=False``, the config's ``ca_bundle``, and
+  ``HTTPS_PROXY``/``NO_PROXY`` read explicitly),
   because msal's default ``requests`` session lets ``REQUESTS_CA_BUNDLE`` override the trust store. The
   adapter sends through :func:`scimflow.connectors.http.send`, the one retry layer, and hands every 4xx
   except 429 back to msal, which interprets the identity platform's error bodies itself.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import urllib.request
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +158,7 @@ def msal_app(
         _digest(credential),
         str(ca_bundle or ""),
         str(id(transport)) if transport is not None else "",
+        _digest(repr(sorted(urllib.request.getproxies().items()))),  # a changed proxy setting: a new client
     )
     with _APPS_LOCK:
         entry = _APPS.get(key)
