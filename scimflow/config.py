@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -70,9 +71,9 @@ class SecretRef:
     ``str()`` and ``repr()`` show the reference, never the value.
     """
 
-    __slots__ = ("_base", "kind", "target")
+    __slots__ = ("_base", "kind", "public", "target")
 
-    def __init__(self, ref: str, base: Path | None = None) -> None:
+    def __init__(self, ref: str, base: Path | None = None, *, public: bool = False) -> None:
         m = _SECRET_RE.match(ref.strip())
         if not m:
             msg = "must be a secret reference 'env:NAME', 'file:PATH' or 'prefect-secret:NAME', not a literal value"
@@ -80,10 +81,11 @@ class SecretRef:
         self.kind: str = m.group(1)
         self.target: str = m.group(2).strip()
         self._base = base
+        self.public = public  # a public certificate: a ``file:`` readable by others is fine
 
     def with_base(self, base: Path) -> SecretRef:
         """Return the same reference, resolving relative ``file:`` paths against ``base``."""
-        return SecretRef(f"{self.kind}:{self.target}", base)
+        return SecretRef(f"{self.kind}:{self.target}", base, public=self.public)
 
     @property
     def path(self) -> Path | None:
@@ -107,9 +109,17 @@ class SecretRef:
             path = self.path
             assert path is not None
             try:
-                return path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                msg = f"secret {self}: cannot read {path}: {exc.strerror}"
+                with path.open("rb") as fh:
+                    mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)  # the file read, after any symlink
+                    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not self.public:
+                        msg = (
+                            f"secret {self}: {path} is readable by group or others (mode {mode:04o}); chmod 600 {path}"
+                        )
+                        raise ConfigError(msg)
+                    return fh.read().decode("utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                msg = f"secret {self}: cannot read {path}: {why}"
                 raise ConfigError(msg) from None
         resolver = _SECRET_RESOLVERS.get(self.kind)
         if resolver is None and self.kind == "prefect-secret":
@@ -168,10 +178,16 @@ class CertificateCredential(_Model):
     public_certificate: Secret | None = None
     passphrase: Secret | None = None
 
-    @field_validator("private_key", "public_certificate", "passphrase", mode="before")
+    @field_validator("private_key", "passphrase", mode="before")
     @classmethod
     def _secret(cls, v: Any) -> SecretRef | None:
         return None if v is None else _to_secret(v)
+
+    @field_validator("public_certificate", mode="before")
+    @classmethod
+    def _public(cls, v: Any) -> SecretRef | None:
+        ref = None if v is None else _to_secret(v)
+        return None if ref is None else SecretRef(str(ref), public=True)
 
 
 class EntraConfig(_Model):

@@ -52,6 +52,7 @@ def test_secrets_resolve_only_when_used_and_never_show(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_ENTRA_SECRET", "s3cr3t-value-xyz")
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets/app-token").write_text("app-token-value\n")
+    (tmp_path / "secrets/app-token").chmod(0o600)  # a secret file others can read is refused
     assert cfg.entra.client_secret is not None
     assert cfg.entra.client_secret.reveal() == "s3cr3t-value-xyz"
     assert cfg.superoffice.client_secret.reveal() == "app-token-value"

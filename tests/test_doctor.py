@@ -436,12 +436,12 @@ def test_xml_private_key_says_convert(host: EmulatorHost) -> None:
     assert secret.status == "fail" and "convert it to PEM" in secret.detail
 
 
-def test_readable_secret_file_warns(host: EmulatorHost) -> None:
-    """A secret file others can read passes with a chmod 600 warning."""
+def test_readable_secret_file_fails(host: EmulatorHost) -> None:
+    """A secret file others can read fails (as it does for every verb), naming the mode and the chmod 600."""
     path = host.folder / "superoffice-client-secret"
     path.chmod(0o644)
     secret = by_name(run_checks(host.config_path), "secret superoffice.client_secret")
-    assert secret.status == "warn" and secret.fix == f"chmod 600 {path}"
+    assert secret.status == "fail" and "mode 0644" in secret.detail and f"chmod 600 {path}" in secret.detail
 
 
 def test_revoked_system_user_token(host: EmulatorHost) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from scimflow.files import write_private
 
 __all__ = ["TlsFiles", "make_tls_files", "self_signed_certificate", "write_private"]
 
@@ -27,19 +28,6 @@ class TlsFiles:
     ca_cert: Path
     server_cert: Path
     server_key: Path
-
-
-def write_private(path: Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` readable by its owner only (0600), creating it that way (no race)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, raw)
-    finally:
-        os.close(fd)
-    path.chmod(0o600)
-    return path
 
 
 def _key() -> rsa.RSAPrivateKey:

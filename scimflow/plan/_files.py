@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 import polars as pl
 
-from scimflow.emulators.pki import write_private
+from scimflow.files import private_folder, write_private
 from scimflow.plan._guardrails import GuardrailVerdict
 from scimflow.plan._planner import COUNT_KEYS, Plan
 
@@ -48,9 +47,7 @@ def plan_lines(rows: pl.DataFrame) -> list[str]:
 
 def write_plan_files(plan: Plan, verdict: GuardrailVerdict, out: Path) -> str:
     """Write plan.jsonl, summary.json and plan.parquet into ``out`` (0600 files); return the plan hash."""
-    out.mkdir(parents=True, exist_ok=True)
-    if out.stat().st_uid == os.getuid():
-        out.chmod(0o700)
+    private_folder(out)  # refused when a symlink, not ours, or group/world-writable
     lines = plan_lines(plan.rows)
     body = "".join(line + "\n" for line in lines).encode("utf-8")
     plan_hash = hashlib.sha256(body).hexdigest()
