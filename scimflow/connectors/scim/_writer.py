@@ -1,0 +1,259 @@
+"""The SCIM writer: :class:`scimflow.apply.Writer` for ``target: scim``.
+
+- Matching: a row's partner id (the stored link, the cached SCIM ``id``) first; a create finds an existing
+  user by ``userName`` (case-insensitive) then ``externalId`` (``entra``: always, as Entra does; ``rfc``: for
+  a retried row, and on a 409). A 404 on a cached id re-matches by filter (``key``/``user_name``, then the
+  row's ``entra_id``) and the write goes to the user found; the new id is returned.
+- Users: ``create`` POSTs, ``update`` PATCHes the changed attributes, ``retire`` PATCHes ``active`` false
+  (memberships kept, never DELETE), ``reactivate`` ``active`` true with the row's other changes in the same PATCH.
+- Computed groups: :meth:`ScimWriter.prepare` creates the groups a chunk's rows need that do not exist yet
+  (never deleted or re-keyed); :meth:`ScimWriter.write` queues membership changes; :meth:`ScimWriter.finish_chunk`
+  sends them in batches, per group (many members per PATCH).
+- Records (:meth:`ScimWriter.read_users`): the user's values under the plan's field names plus the element
+  values of its computed groups, from the writer's view of memberships (listed once, then kept up to date by
+  its own PATCHes).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from scimflow.apply._rows import PlanRow
+from scimflow.apply._writer import RowKey
+from scimflow.config import ScimConfig
+from scimflow.connectors.errors import ConnectorError, NotFoundError, PayloadError
+from scimflow.connectors.http import DEFAULT_POLICY, RetryPolicy
+from scimflow.connectors.scim._client import ListingRefusedError, ScimClient
+from scimflow.connectors.scim._mapping import ELEMENTS, USER_FIELDS, element_groups, user_values
+from scimflow.connectors.scim._state import element_values
+
+__all__ = ["ScimWriter"]
+
+
+@dataclass
+class _Chunk:
+    """A chunk's pending membership changes: group name → user ids to add / remove, and the rows behind them."""
+
+    retried: frozenset[str] = frozenset()
+    adds: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    removes: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    rows: dict[str, list[RowKey]] = field(default_factory=lambda: defaultdict(list))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _norm(name: str, value: Any) -> Any:
+    if name == "secondary_groups":
+        return sorted({str(v).strip() for v in value or () if v is not None and str(v).strip()})
+    if name in ("active", "confidential"):
+        if value is None:
+            return None if name == "confidential" else True
+        if isinstance(value, str):
+            return value.strip().lower() == "true"
+        return bool(value)
+    if value is None:
+        return None
+    return str(value).strip() or None
+
+
+class ScimWriter:
+    """Writes plan rows to a SCIM server (thread-safe; see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ScimConfig,
+        *,
+        ca_bundle: Path | None = None,
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        client: ScimClient | None = None,
+    ) -> None:
+        self.config = config
+        self.prefix = config.group_prefix
+        self.client = client or ScimClient(config, ca_bundle=ca_bundle, transport=transport, policy=policy)
+        self._lock = threading.RLock()
+        self._listed = False
+        self._lookup = False  # listing refused: look a group up before creating it
+        self._group_ids: dict[str, str] = {}  # computed group name -> id
+        self._members: dict[str, set[str]] = defaultdict(set)  # group name -> member user ids
+        self._fresh: dict[str, dict[str, Any]] = {}  # user id -> values a write answered with
+
+    @property
+    def concurrency(self) -> int:
+        return self.config.write_concurrency
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> ScimWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ groups view
+    def _load_groups(self) -> None:
+        """List the computed groups with their members once (where the server lists)."""
+        with self._lock:
+            if self._listed:
+                return
+            try:
+                groups = self.client.list_groups()
+            except ListingRefusedError:
+                groups, self._lookup = [], True
+            for g in groups:
+                name = str(g.get("displayName") or "")
+                if not name.startswith(self.prefix + ":") or not g.get("id"):
+                    continue
+                self._group_ids[name] = str(g["id"])
+                self._members[name] = {str(m["value"]) for m in g.get("members") or () if m.get("value")}
+            self._listed = True
+
+    def _ensure_group(self, name: str) -> str:
+        """The id of computed group ``name``, found or created (created once, never deleted)."""
+        self._load_groups()
+        with self._lock:
+            known = self._group_ids.get(name)
+            if known is not None:
+                return known
+            group, created = self.client.create_group(name, look_first=self._lookup)
+            gid = str(group["id"])
+            members = [] if created else self.client.get_group(gid).get("members")
+            self._group_ids[name] = gid
+            self._members[name] = {str(m["value"]) for m in members or () if m.get("value")}
+            return gid
+
+    def _groups_of(self, user_id: str) -> list[str]:
+        with self._lock:
+            return sorted(name for name, members in self._members.items() if user_id in members)
+
+    def _record(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        groups = self._groups_of(str(values["id"]))
+        return {**values, **element_values(self.prefix, groups), "groups": groups}
+
+    # ------------------------------------------------------------------ protocol
+    def read_users(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        """Each user by id (``GET /Users/{id}``, in parallel; a write's own answer is used once instead)."""
+        self._load_groups()
+
+        def one(user_id: str) -> dict[str, Any] | None:
+            with self._lock:
+                fresh = self._fresh.pop(user_id, None)
+            if fresh is not None:
+                return fresh
+            try:
+                return user_values(self.client.get_user(user_id))
+            except NotFoundError:
+                return None
+
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(wanted))) as pool:
+            found = list(pool.map(one, wanted))
+        return {uid: self._record(v) for uid, v in zip(wanted, found, strict=True) if v is not None}
+
+    def differences(self, current: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
+        """Fields of ``values`` whose value in ``current`` differs (blank = none, lists as sets, ``active`` bool)."""
+        return [f for f, v in values.items() if _norm(f, current.get(f)) != _norm(f, v)]
+
+    def prepare(self, rows: Sequence[PlanRow], *, retried: AbstractSet[str]) -> _Chunk:
+        """Create the computed groups the rows' new values need (before any membership is sent)."""
+        names: set[str] = set()
+        for row in rows:
+            names |= element_groups(self.prefix, {k: v for k, v in row.to_values().items() if k in ELEMENTS})
+        for name in sorted(names):
+            self._ensure_group(name)
+        return _Chunk(retried=frozenset(retried))
+
+    def write(self, row: PlanRow, current: Mapping[str, Any] | None, chunk: Any) -> str | None:
+        """Write one row's user part now; queue its membership changes for :meth:`finish_chunk`."""
+        ctx = chunk if isinstance(chunk, _Chunk) else _Chunk()
+        to = row.to_values()
+        user_changes = {k: v for k, v in to.items() if k in USER_FIELDS}
+        element_to = {k: v for k, v in to.items() if k in ELEMENTS}
+        if row.action == "create":
+            values = {**user_changes, "active": True}
+            values.setdefault("user_name", row.key)
+            if row.entra_id:
+                values.setdefault("entra_id", row.entra_id)
+            made = self.client.create_user(values, look_first=row.key in ctx.retried)
+            uid = made.id
+            had = set(self._groups_of(uid)) if not made.created else set()
+            self._queue(ctx, row, uid, add=element_groups(self.prefix, element_to) - had, remove=set())
+            with self._lock:
+                self._fresh[uid] = made.values
+            return uid
+        if row.partner_id is None:
+            raise PayloadError(f"plan row {row.key} ({row.action}) has no partner id")
+        uid = row.partner_id
+        now = dict(current) if current is not None else {}
+        if row.action == "retire":
+            user_changes = {"active": False}
+            element_to = {}
+        elif row.action == "reactivate":
+            user_changes["active"] = True
+        uid = self._patch(row, uid, user_changes, now)
+        if element_to:
+            before = element_groups(self.prefix, {k: now.get(k) for k in element_to} if now else row.from_values())
+            after = element_groups(self.prefix, element_to)
+            self._queue(ctx, row, uid, add=after - before, remove=before - after)
+        return uid
+
+    def _patch(self, row: PlanRow, uid: str, changes: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+        """PATCH ``changes`` on ``uid``; on a 404 re-match by filter and PATCH the user found."""
+        if not changes:
+            return uid
+        try:
+            answer = self.client.patch_user(uid, changes, current, version=current.get("version"))
+        except NotFoundError:
+            user_name = current.get("user_name") or row.from_values().get("user_name") or row.key
+            found = self.client.find_user(user_name=user_name, external_id=row.entra_id or current.get("entra_id"))
+            if found is None:
+                raise
+            uid = str(found["id"])
+            values = user_values(found)
+            answer = self.client.patch_user(uid, changes, values, version=values.get("version"))
+        if answer is not None:
+            with self._lock:
+                self._fresh[uid] = user_values(answer)
+        return uid
+
+    def _queue(self, ctx: _Chunk, row: PlanRow, uid: str, *, add: set[str], remove: set[str]) -> None:
+        with ctx.lock:
+            for name in add:
+                ctx.adds[name].add(uid)
+                ctx.rows[name].append((row.key, row.action))
+            for name in remove:
+                ctx.removes[name].add(uid)
+                ctx.rows[name].append((row.key, row.action))
+
+    def finish_chunk(self, chunk: Any) -> Mapping[RowKey, str]:
+        """Send the chunk's membership changes, per group, many members per PATCH; failed rows named."""
+        if not isinstance(chunk, _Chunk):
+            return {}
+        failed: dict[RowKey, str] = {}
+        for name in sorted(set(chunk.adds) | set(chunk.removes)):
+            try:
+                gid = self._ensure_group(name)
+                with self._lock:
+                    members = set(self._members[name])
+                add = chunk.adds.get(name, set()) - members
+                remove = chunk.removes.get(name, set()) & members
+                if add or remove:
+                    self.client.change_members(gid, sorted(add), sorted(remove))
+                with self._lock:
+                    self._members[name] |= add
+                    self._members[name] -= remove
+            except ConnectorError as exc:
+                for key in chunk.rows.get(name, []):
+                    failed.setdefault(key, f"membership of {name}: {exc}")
+        return failed
