@@ -144,7 +144,7 @@ class PrefectServer:
         from scimflow.commands.sync_cmd import LocalPrefectServer
 
         self.home = home
-        self.server = LocalPrefectServer.start(home, ui=False)
+        self.server = LocalPrefectServer.start(home, ui=False, auth=False)
         self._ready: float | None = None
 
     @property

@@ -42,7 +42,7 @@ def configure_environment() -> None:
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[LocalPrefectServer]:
     """A running Prefect server for the session (its API URL is already in ``PREFECT_API_URL``)."""
-    server = LocalPrefectServer.start(_HOME, ui=True, port=_PORT)  # the UI: tests/browser
+    server = LocalPrefectServer.start(_HOME, ui=True, port=_PORT, auth=False)  # the UI: tests/browser; open API
     try:
         server.wait_healthy(120)
         yield server

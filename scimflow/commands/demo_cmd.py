@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.panel import Panel
 
-from scimflow.commands.sync_cmd import LocalPrefectServer, flow_command, prefect_env, read_result
+from scimflow.commands.sync_cmd import LocalPrefectServer, flow_command, read_result
 
 __all__ = ["DEMO_GUARDRAILS", "run_demo"]
 
@@ -64,19 +64,20 @@ def run_demo(interactive: bool, users: int, seed: int, workdir: Path) -> int:
             console.print(f"Prefect server ready in {waited:.0f} s: {server.ui_url}")
             result_path = workdir / ".scimflow" / "last-run.json"
             result_path.unlink(missing_ok=True)
-            env = prefect_env(home, server.api_url)
+            env = server.client_env()  # the API URL and the server's auth string, for the flow process only
             if interactive:
                 console.print(
                     Panel(
-                        f"Open {server.ui_url}, find the paused run of flow 'sync-users', read the preview "
-                        "artifacts and submit the approval form (set approve). The run URL is in the log below.",
+                        f"Open {server.ui_url} and log in with the auth string in {server.auth_file}; find the "
+                        "paused run of flow 'sync-users', read the preview artifacts and submit the approval form "
+                        "(set approve). The run URL is in the log below.",
                         title="approve in the Prefect UI",
                     )
                 )
                 cmd = flow_command(host.config_path, result_json=result_path, timeout=24 * 3600)
             else:
                 cmd = flow_command(host.config_path, approve=True, result_json=result_path)
-            rc = subprocess.call(cmd, env=env)
+            rc = subprocess.call(cmd, env=env, umask=0o077)  # results it stores in the home: owner-only
             result = read_result(result_path)
             if result is None:
                 console.print(f"[red]the flow did not finish (exit {rc})[/red]")

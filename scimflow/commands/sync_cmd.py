@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import IO, Any
 from rich.console import Console
 
 from scimflow.emulators.serve import free_port
+from scimflow.files import private_folder, write_private
 
 __all__ = ["LocalPrefectServer", "flow_command", "prefect_env", "run_sync", "state_folder"]
 
@@ -50,14 +52,34 @@ def state_folder(config: Path) -> Path:
     return Path(config).resolve().parent / ".scimflow"
 
 
+#: The file in the Prefect home holding the local server's auth string (0600), for logging in to the UI.
+AUTH_FILE = "api-auth-string"
+
+
+def _private_home(home: Path) -> None:
+    """Make the Prefect home 0700 and everything already in it owner-only (the database holds previews)."""
+    private_folder(home)  # refused when a symlink, not ours, or group/world-writable
+    for root, dirs, files in os.walk(home):  # os.walk does not descend into symlinked folders
+        for name in dirs + files:
+            path = Path(root) / name
+            if not path.is_symlink():
+                path.chmod(0o700 if name in dirs else 0o600)
+
+
 @dataclass
 class LocalPrefectServer:
-    """A ``prefect server start`` child process on a loopback port (its own process group)."""
+    """A ``prefect server start`` child process on a loopback port (its own process group).
+
+    Started by scimflow it answers only requests carrying its random auth string (HTTP basic,
+    ``PREFECT_SERVER_API_AUTH_STRING``; :meth:`client_env` hands it to the flow process only), allows
+    cross-origin requests from its own origin only, and keeps its home 0700 and its files 0600.
+    """
 
     home: Path
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    auth_string: str | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -68,13 +90,30 @@ class LocalPrefectServer:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def auth_file(self) -> Path:
+        """The 0600 file holding the auth string (paste it into the UI's login page)."""
+        return self.home / AUTH_FILE
+
+    def client_env(self) -> dict[str, str]:
+        """The environment for this server's clients (the flow process): its API URL and auth string."""
+        env = prefect_env(self.home, self.api_url)
+        env.pop("PREFECT_API_AUTH_STRING", None)
+        if self.auth_string is not None:
+            env["PREFECT_API_AUTH_STRING"] = self.auth_string
+        return env
+
     @classmethod
     def start(
-        cls, home: Path, *, ui: bool = True, port: int | None = None, services: bool = True
+        cls, home: Path, *, ui: bool = True, port: int | None = None, services: bool = True, auth: bool = True
     ) -> LocalPrefectServer:
-        """Start the server (returns at once; call :meth:`wait_healthy`)."""
-        home.mkdir(parents=True, exist_ok=True)
+        """Start the server (returns at once; call :meth:`wait_healthy`).
+
+        ``auth=False`` (the test suite's shared server only) leaves the API open to anyone on the machine.
+        """
+        _private_home(home)
         port = port or free_port()
+        auth_string = f"scimflow:{secrets.token_urlsafe(32)}" if auth else None
         cmd = [
             sys.executable, "-m", "prefect", "server", "start",
             "--host", "127.0.0.1", "--port", str(port), "--analytics-off", "--no-scheduler",
@@ -86,10 +125,21 @@ class LocalPrefectServer:
         env.pop("PREFECT_API_URL", None)
         # The UI asks the server where its API is; unset, that is port 4200 whatever --port says.
         env["PREFECT_SERVER_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
+        # A web page open in a local browser must not drive the API: only the server's own UI may.
+        env["PREFECT_SERVER_CORS_ALLOWED_ORIGINS"] = f"http://127.0.0.1:{port}"
+        env.pop("PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS", None)
+        env.pop("PREFECT_SERVER_API_AUTH_STRING", None)
+        env.pop("PREFECT_API_AUTH_STRING", None)
+        if auth_string is not None:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+            env["PREFECT_API_AUTH_STRING"] = auth_string  # for any of its own services that call its API
+            write_private(home / AUTH_FILE, auth_string + "\n")
         log_path = home / "server.log"
-        log = log_path.open("ab")
-        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        return cls(home=home, port=port, process=process, log_path=log_path, _log=log)
+        log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600), "ab")
+        process = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=0o077
+        )  # umask 077: the database and everything else the server creates is owner-only
+        return cls(home=home, port=port, process=process, log_path=log_path, auth_string=auth_string, _log=log)
 
     def healthy(self) -> bool:
         try:
@@ -142,7 +192,9 @@ def prefect_api(home: Path, console: Console, *, ui: bool) -> Iterator[dict[str,
         with console.status(f"Starting a local Prefect server (home {home}) …"):
             waited = server.wait_healthy()
         console.print(f"Prefect server ready in {waited:.0f} s at {server.ui_url}")
-        yield prefect_env(home, server.api_url)
+        if ui:
+            console.print(f"The UI asks for a password: paste the auth string from {server.auth_file}")
+        yield server.client_env()
     finally:
         with console.status("Stopping the local Prefect server …"):
             server.stop()
@@ -202,7 +254,7 @@ def run_sync(config: Path, rules: Path | None, approve: bool, user: str | None, 
             if not approve and mode != "preview" and mode != "auto":
                 console.print("The run will pause for approval; approve it in the Prefect UI (URL in the log below).")
             cmd = flow_command(config, rules=rules, approve=approve, user=user, mode=mode, timeout=timeout)
-            return subprocess.call(cmd, env=env)
+            return subprocess.call(cmd, env=env, umask=0o077)  # results it stores in the home: owner-only
     except RuntimeError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1

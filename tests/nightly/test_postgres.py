@@ -44,7 +44,7 @@ def pg_prefect(postgres_server: PostgresServer) -> Iterator[PgPrefect]:
     home = Path(tempfile.mkdtemp(prefix="scimflow-pg-prefect-"))
     with pytest.MonkeyPatch.context() as mp:  # the child's environment is a copy of ours
         mp.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", url)
-        server = LocalPrefectServer.start(home, ui=False)
+        server = LocalPrefectServer.start(home, ui=False, auth=False)  # REST approval below
     try:
         server.wait_healthy(180)
         yield PgPrefect(server.api_url, database)

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else int(time.time()) % 100_000
     work = Path(tempfile.mkdtemp(prefix="scimflow-soak-"))
     problems: list[str] = []
-    server = LocalPrefectServer.start(ps._HOME, ui=False, port=ps._PORT)
+    server = LocalPrefectServer.start(ps._HOME, ui=False, port=ps._PORT, auth=False)
     try:
         server.wait_healthy(180)
         n = 0
