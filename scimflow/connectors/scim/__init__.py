@@ -4,26 +4,18 @@
 - :func:`read_scim_state`: the SCIM users (with their computed-group element values) and the computed
   groups as frames for planning (:data:`SCIM_USERS_SCHEMA`, :data:`SCIM_GROUPS_SCHEMA`).
 - :class:`ScimWriter`: the apply engine's writer (:class:`scimflow.apply.Writer`).
-- :func:`group_name` / :func:`parse_group_name` / :func:`element_groups`: the computed groups' names.
+- Computed groups' names: :mod:`scimflow.computed_groups`; value comparison: :mod:`scimflow.vocab`.
 """
 
 from __future__ import annotations
 
 from scimflow.config import ScimConfig
 from scimflow.connectors.scim._client import Created, ListingRefusedError, ScimClient
-from scimflow.connectors.scim._mapping import (
-    ELEMENTS,
-    USER_FIELDS,
-    element_groups,
-    group_name,
-    parse_group_name,
-    user_values,
-)
-from scimflow.connectors.scim._state import SCIM_GROUPS_SCHEMA, SCIM_USERS_SCHEMA, element_values, read_scim_state
+from scimflow.connectors.scim._mapping import USER_FIELDS, user_values
+from scimflow.connectors.scim._state import SCIM_GROUPS_SCHEMA, SCIM_USERS_SCHEMA, read_scim_state
 from scimflow.connectors.scim._writer import ScimWriter
 
 __all__ = [
-    "ELEMENTS",
     "SCIM_GROUPS_SCHEMA",
     "SCIM_USERS_SCHEMA",
     "USER_FIELDS",
@@ -32,10 +24,6 @@ __all__ = [
     "ScimClient",
     "ScimConfig",
     "ScimWriter",
-    "element_groups",
-    "element_values",
-    "group_name",
-    "parse_group_name",
     "read_scim_state",
     "user_values",
 ]

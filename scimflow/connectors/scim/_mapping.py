@@ -6,7 +6,8 @@ both joined by a space, ``displayName`` = Entra ``displayName``, ``emails`` = on
 ``title``, ``phoneNumbers`` = one ``mobile`` entry. Nothing is ever sent as null; a value that becomes empty
 is removed.
 
-Computed groups: ``displayName`` = ``externalId`` = ``{group_prefix}:{element}:{value}``.
+Computed groups (names from :mod:`scimflow.computed_groups`): ``displayName`` = ``externalId`` =
+``{group_prefix}:{element}:{value}``, created without members, then members added and removed in batches.
 
 Two dialects (reference/scim-target.md §2): ``entra`` copies Entra's provisioning service (``Replace`` /
 ``Add`` / ``Remove``, ``"True"``/``"False"`` for ``active``, member removal with a value array), ``rfc``
@@ -19,7 +20,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 __all__ = [
-    "ELEMENTS",
     "ENTERPRISE_USER_URN",
     "ENTRA_GROUP_URN",
     "GROUP_URN",
@@ -27,12 +27,9 @@ __all__ = [
     "USER_FIELDS",
     "USER_URN",
     "Dialect",
-    "element_groups",
     "escape_filter_value",
     "group_body",
-    "group_name",
     "member_patches",
-    "parse_group_name",
     "patch_body",
     "user_body",
     "user_patch_ops",
@@ -60,16 +57,6 @@ USER_FIELDS: tuple[str, ...] = (
     "mobile_phone",
 )
 
-#: Rule elements that become computed-group memberships (``secondary_groups`` is a list: one group each).
-ELEMENTS: tuple[str, ...] = (
-    "role",
-    "primary_group",
-    "secondary_groups",
-    "owner_company",
-    "user_plan",
-    "confidential",
-)
-
 # plan field -> (entra-dialect path, path to remove it)
 _PATHS: dict[str, tuple[str, str]] = {
     "user_name": ("userName", "userName"),
@@ -95,40 +82,6 @@ def escape_filter_value(value: str) -> str:
     """``value`` as a quoted SCIM filter string (RFC 7644 §3.4.2.2: JSON string escaping)."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
-
-
-def group_name(prefix: str, element: str, value: Any) -> str:
-    """The computed group of one (element, value): ``{prefix}:{element}:{value}`` (booleans as ``true``/``false``)."""
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    return f"{prefix}:{element}:{value}"
-
-
-def parse_group_name(prefix: str, name: str) -> tuple[str, str] | None:
-    """``(element, value)`` of a computed group's name, ``None`` for any other group."""
-    head = f"{prefix}:"
-    if not name.startswith(head):
-        return None
-    element, sep, value = name[len(head) :].partition(":")
-    if not sep or element not in ELEMENTS or not value:
-        return None
-    return element, value
-
-
-def element_groups(prefix: str, values: Mapping[str, Any]) -> set[str]:
-    """The computed groups a user with these element values belongs to (an unset element: no group)."""
-    names: set[str] = set()
-    for element in ELEMENTS:
-        value = values.get(element)
-        if element == "secondary_groups":
-            for item in value or ():
-                if _text(item) is not None:
-                    names.add(group_name(prefix, element, _text(item)))
-        elif isinstance(value, bool):
-            names.add(group_name(prefix, element, value))
-        elif _text(value) is not None:
-            names.add(group_name(prefix, element, _text(value)))
-    return names
 
 
 def _formatted(first: str | None, last: str | None) -> str | None:

@@ -20,11 +20,12 @@ from typing import Any
 
 import polars as pl
 
+from scimflow.computed_groups import parse_group_name, values_from_groups
 from scimflow.connectors.errors import NotFoundError
 from scimflow.connectors.scim._client import ListingRefusedError, ScimClient
-from scimflow.connectors.scim._mapping import ELEMENTS, parse_group_name, user_values
+from scimflow.connectors.scim._mapping import user_values
 
-__all__ = ["SCIM_GROUPS_SCHEMA", "SCIM_USERS_SCHEMA", "element_values", "read_scim_state"]
+__all__ = ["SCIM_GROUPS_SCHEMA", "SCIM_USERS_SCHEMA", "read_scim_state"]
 
 SCIM_USERS_SCHEMA: pl.Schema = pl.Schema(
     {
@@ -60,27 +61,6 @@ SCIM_GROUPS_SCHEMA: pl.Schema = pl.Schema(
         "members": pl.List(pl.String),
     }
 )
-
-
-def element_values(prefix: str, group_names: Iterable[str]) -> dict[str, Any]:
-    """The element values a user's computed groups give: single-valued elements take the first name in sorted
-    order when a user is (wrongly) in several groups of one element; ``secondary_groups`` is a sorted list,
-    ``confidential`` a boolean."""
-    found: dict[str, list[str]] = defaultdict(list)
-    for name in sorted(group_names):
-        parsed = parse_group_name(prefix, name)
-        if parsed is not None:
-            found[parsed[0]].append(parsed[1])
-    out: dict[str, Any] = {}
-    for element in ELEMENTS:
-        values = found.get(element, [])
-        if element == "secondary_groups":
-            out[element] = sorted(values)
-        elif element == "confidential":
-            out[element] = None if not values else values[0].lower() == "true"
-        else:
-            out[element] = values[0] if values else None
-    return out
 
 
 def _groups_by_lookup(client: ScimClient, names: Iterable[str], workers: int) -> list[dict[str, Any]]:
@@ -162,7 +142,7 @@ def read_scim_state(
                 "display_name": name,
                 "external_id": g.get("externalId"),
                 "element": parsed[0],
-                "value": parsed[1],
+                "value": name.split(":", 2)[2],
                 "members": members,
             }
         )
@@ -178,7 +158,7 @@ def read_scim_state(
                 "partner_id": values["id"],
                 **{k: values[k] for k in values if k not in ("id",)},
                 "retired": not values["active"],
-                **element_values(prefix, names),
+                **values_from_groups(prefix, names),
                 "groups": names,
             }
         )

@@ -29,12 +29,14 @@ import httpx
 
 from scimflow.apply._rows import PlanRow
 from scimflow.apply._writer import RowKey
+from scimflow.computed_groups import groups_for, values_from_groups
 from scimflow.config import ScimConfig
 from scimflow.connectors.errors import ConnectorError, NotFoundError, PayloadError
 from scimflow.connectors.http import DEFAULT_POLICY, RetryPolicy
 from scimflow.connectors.scim._client import ListingRefusedError, ScimClient
-from scimflow.connectors.scim._mapping import ELEMENTS, USER_FIELDS, element_groups, user_values
-from scimflow.connectors.scim._state import element_values
+from scimflow.connectors.scim._mapping import USER_FIELDS, user_values
+from scimflow.rules import ELEMENTS
+from scimflow.vocab import same_value
 
 __all__ = ["ScimWriter"]
 
@@ -50,18 +52,11 @@ class _Chunk:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _norm(name: str, value: Any) -> Any:
-    if name == "secondary_groups":
-        return sorted({str(v).strip() for v in value or () if v is not None and str(v).strip()})
-    if name in ("active", "confidential"):
-        if value is None:
-            return None if name == "confidential" else True
-        if isinstance(value, str):
-            return value.strip().lower() == "true"
-        return bool(value)
-    if value is None:
-        return None
-    return str(value).strip() or None
+def _same(name: str, current: Any, wanted: Any) -> bool:
+    """One value comparison for every stage (:func:`scimflow.vocab.same_value`); ``active`` unset is active."""
+    if name == "active":
+        return (current is not False) == (wanted is not False)
+    return same_value(name, current, wanted)
 
 
 class ScimWriter:
@@ -137,7 +132,7 @@ class ScimWriter:
 
     def _record(self, values: Mapping[str, Any]) -> dict[str, Any]:
         groups = self._groups_of(str(values["id"]))
-        return {**values, **element_values(self.prefix, groups), "groups": groups}
+        return {**values, **values_from_groups(self.prefix, groups), "groups": groups}
 
     # ------------------------------------------------------------------ protocol
     def read_users(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
@@ -162,14 +157,14 @@ class ScimWriter:
         return {uid: self._record(v) for uid, v in zip(wanted, found, strict=True) if v is not None}
 
     def differences(self, current: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
-        """Fields of ``values`` whose value in ``current`` differs (blank = none, lists as sets, ``active`` bool)."""
-        return [f for f, v in values.items() if _norm(f, current.get(f)) != _norm(f, v)]
+        """Fields of ``values`` whose value in ``current`` differs (:func:`scimflow.vocab.same_value`)."""
+        return [f for f, v in values.items() if not _same(f, current.get(f), v)]
 
     def prepare(self, rows: Sequence[PlanRow], *, retried: AbstractSet[str]) -> _Chunk:
         """Create the computed groups the rows' new values need (before any membership is sent)."""
         names: set[str] = set()
         for row in rows:
-            names |= element_groups(self.prefix, {k: v for k, v in row.to_values().items() if k in ELEMENTS})
+            names |= groups_for(self.prefix, {k: v for k, v in row.to_values().items() if k in ELEMENTS})
         for name in sorted(names):
             self._ensure_group(name)
         return _Chunk(retried=frozenset(retried))
@@ -188,7 +183,7 @@ class ScimWriter:
             made = self.client.create_user(values, look_first=row.key in ctx.retried)
             uid = made.id
             had = set(self._groups_of(uid)) if not made.created else set()
-            self._queue(ctx, row, uid, add=element_groups(self.prefix, element_to) - had, remove=set())
+            self._queue(ctx, row, uid, add=groups_for(self.prefix, element_to) - had, remove=set())
             with self._lock:
                 self._fresh[uid] = made.values
             return uid
@@ -203,8 +198,8 @@ class ScimWriter:
             user_changes["active"] = True
         uid = self._patch(row, uid, user_changes, now)
         if element_to:
-            before = element_groups(self.prefix, {k: now.get(k) for k in element_to} if now else row.from_values())
-            after = element_groups(self.prefix, element_to)
+            before = groups_for(self.prefix, {k: now.get(k) for k in element_to} if now else row.from_values())
+            after = groups_for(self.prefix, element_to)
             self._queue(ctx, row, uid, add=after - before, remove=before - after)
         return uid
 
