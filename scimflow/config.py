@@ -35,6 +35,8 @@ from pydantic import (
     model_validator,
 )
 
+from scimflow.errors import ConfigError
+
 __all__ = [
     "Budget",
     "CertificateCredential",
@@ -51,13 +53,6 @@ __all__ = [
 
 _SECRET_RE = re.compile(r"^(env|file|prefect-secret):(.+)$")
 _SECRET_RESOLVERS: dict[str, Callable[[str], str]] = {}
-
-
-class ConfigError(ValueError):
-    """The configuration file is missing, malformed, or a reference cannot be resolved.
-
-    The message names the file and the key; it never contains a secret value.
-    """
 
 
 def register_secret_resolver(scheme: str, resolver: Callable[[str], str]) -> None:
@@ -123,9 +118,9 @@ class SecretRef:
                 raise ConfigError(msg) from None
         resolver = _SECRET_RESOLVERS.get(self.kind)
         if resolver is None and self.kind == "prefect-secret":
-            import scimflow.prefect_secrets  # noqa: F401 - registers the REST resolver
+            from scimflow.prefect_secrets import read_prefect_secret  # Prefect's own client, imported on use
 
-            resolver = _SECRET_RESOLVERS.get(self.kind)
+            resolver = read_prefect_secret
         if resolver is None:
             msg = (
                 f"secret {self}: no resolver for '{self.kind}:' here "

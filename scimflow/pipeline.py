@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from scimflow.frames import ENTRA_SCHEMA, SO_SCHEMA, Reference, conform
+from scimflow.vocab import CHANGE_ACTIONS
 
 if TYPE_CHECKING:
     from scimflow.config import Config
@@ -32,10 +33,8 @@ if TYPE_CHECKING:
     from scimflow.state import StateStore
 
 __all__ = [
-    "ROW_ACTIONS",
     "EntraExtract",
     "PlanOutcome",
-    "SourceUnhealthyError",
     "SuperOfficeExtract",
     "Validated",
     "extract_entra",
@@ -49,15 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: The plan actions that change SuperOffice (quarantine and conflict rows are not changes).
-CHANGE_ACTIONS: tuple[str, ...] = ("create", "update", "retire", "reactivate")
-#: Every action a plan row may have.
-ROW_ACTIONS: tuple[str, ...] = (*CHANGE_ACTIONS, "quarantine", "conflict")
-
-
-class SourceUnhealthyError(RuntimeError):
-    """The Entra extract looks wrong (too few users, or too large a drop): nothing may be applied."""
 
 
 @dataclass(frozen=True)
@@ -84,9 +74,9 @@ class SuperOfficeExtract:
 
 @dataclass(frozen=True)
 class Validated:
-    """Frames that passed validation, and the quarantined Entra users (columns ``id``, ``reason``)."""
+    """The SuperOffice users that passed validation, every Entra user (quarantined ones take part in
+    matching) and the quarantined Entra users (columns ``id``, ``reason``)."""
 
-    entra: pl.DataFrame
     superoffice: pl.DataFrame
     quarantine: pl.DataFrame
     entra_all: pl.DataFrame
@@ -210,7 +200,7 @@ def validate(entra: pl.DataFrame, superoffice: pl.DataFrame) -> Validated:
         blocked = schemas.entra_blocked_by_so(entra, superoffice, s.quarantine).select("id", "reason")
         quarantine = pl.concat([quarantine, blocked.join(quarantine, on="id", how="anti")])
     log.info("validated: %d Entra users, %d quarantined", entra.height, quarantine.height)
-    return Validated(entra=e.valid, superoffice=s.valid, quarantine=quarantine, entra_all=entra)
+    return Validated(superoffice=s.valid, quarantine=quarantine, entra_all=entra)
 
 
 def _only_user(p: Plan, upn: str) -> Plan:

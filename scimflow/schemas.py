@@ -43,6 +43,9 @@ from pandera.backends.polars.checks import PolarsCheckBackend
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
+from scimflow.errors import ScimflowError
+from scimflow.vocab import ROW_ACTIONS
+
 __all__ = [
     "ACTIONS",
     "ENTRA_MAX_LENGTHS",
@@ -82,8 +85,8 @@ SO_USER_TYPES: tuple[str, ...] = (
     "Unknown",
 )
 
-#: The plan's actions (ARCHITECTURE.md, "Plan files").
-ACTIONS: tuple[str, ...] = ("create", "update", "retire", "reactivate", "quarantine", "conflict")
+#: The plan's actions (ARCHITECTURE.md, "Plan files"): the vocabulary's row actions.
+ACTIONS: tuple[str, ...] = ROW_ACTIONS
 
 # A UPN / e-mail address: a local part without spaces or '@', '@', and a dotted DNS name. Surrounding
 # spaces are tolerated (keys are compared trimmed). Anchored at both ends: str_matches only anchors the start.
@@ -134,7 +137,7 @@ _SO_STRINGS = (
 del _builtin_checks
 
 
-class SchemaViolation(ValueError):  # noqa: N818 (the name the pipeline and the issue use)
+class SchemaViolation(ScimflowError, ValueError):  # noqa: N818 (the name the pipeline and the issue use)
     """A frame's structure is wrong (missing column, wrong dtype): no row can be trusted, so the run stops.
 
     ``problems`` lists one sentence per problem, each naming the column and the expected type.

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from scimflow.errors import ScimflowError
+
 __all__ = [
     "AuthError",
     "ConflictError",
@@ -58,7 +60,7 @@ def sanitize_url(url: object) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "&".join(query), ""))
 
 
-class ConnectorError(Exception):
+class ConnectorError(ScimflowError):
     """Base of the connector error tree."""
 
     def __init__(

@@ -18,26 +18,14 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from scimflow.exprs import join_present
 from scimflow.frames import NO_PLAN_LICENSE, Reference
 from scimflow.plan._json import json_value, object_member
 from scimflow.rules import CompiledRules, RuleSet, compile_rules, group_directory
-from scimflow.rules._compiler import _join_present
+from scimflow.vocab import COUNT_KEYS, ROW_ACTIONS, changed_expr, norm_expr
 
 __all__ = ["COUNT_KEYS", "ROW_SCHEMA", "Plan", "build_plan"]
 
-#: The nine summary counts, in the order of summary.json.
-COUNT_KEYS: tuple[str, ...] = (
-    "create",
-    "update",
-    "retire",
-    "reactivate",
-    "quarantine",
-    "conflict",
-    "unchanged",
-    "unmanaged",
-    "out_of_scope",
-)
-LISTED: tuple[str, ...] = ("create", "update", "retire", "reactivate", "quarantine", "conflict")
 ROW_SCHEMA: pl.Schema = pl.Schema(
     {  # type: ignore[arg-type]
         "action": pl.String,
@@ -50,7 +38,6 @@ ROW_SCHEMA: pl.Schema = pl.Schema(
         "explain": pl.String,
     }
 )
-_CASE_INSENSITIVE = frozenset({"user_name", "email"})
 _INTERNAL = "InternalAssociate"
 _STR_LIST = pl.List(pl.String)
 
@@ -70,9 +57,8 @@ class Plan:
 
 
 def _ci(expr: pl.Expr) -> pl.Expr:
-    """A key as compared: trimmed, lower-cased, empty → null."""
-    k = expr.str.strip_chars().str.to_lowercase()
-    return pl.when(k != "").then(k)
+    """A key as compared: trimmed, lower-cased, empty → null (the vocabulary's case-insensitive form)."""
+    return norm_expr("user_name", expr)
 
 
 def _nz(expr: pl.Expr) -> pl.Expr:
@@ -154,7 +140,7 @@ def build_plan(
             .alias("so_secondary_groups")
         )
     decided = _decide(compiled, rules, matched)
-    entra_rows = decided.filter(pl.col("action").is_in(LISTED)).select(_row_exprs(compiled, rules))
+    entra_rows = decided.filter(pl.col("action").is_in(ROW_ACTIONS)).select(_row_exprs(compiled, rules))
     gone = _gone(rules, users, internal, links_lf, cands)
     orphans = _orphan_quarantine(vq, users)
     managed_ids = pl.concat([cands.select("associate_id"), links_lf.select("associate_id")]).unique()
@@ -219,7 +205,7 @@ def _evaluate(compiled: CompiledRules, entra: pl.DataFrame, ref: Reference, vq: 
     # the default mapping's user_name is the UPN: its duplicates are already found
     same = compiled.ruleset.mapping.user_name.strip() == "userPrincipalName"
     dup_un = pl.lit(value=False) if same else pl.col("_un").is_not_null() & pl.col("_un").is_duplicated()
-    reasons = _join_present(
+    reasons = join_present(
         [
             pl.col("_vreason"),
             pl.when(dup_upn).then(
@@ -281,18 +267,16 @@ def _candidates(rules: RuleSet, users: pl.LazyFrame, internal: pl.LazyFrame, lin
     return pl.concat(found).with_columns(pl.len().over("associate_id").alias("_finders"))
 
 
-def _changed(field: str, old: pl.Expr, new: pl.Expr) -> pl.Expr:
-    if field in _CASE_INSENSITIVE:
-        return _ci(old).ne_missing(_ci(new))
-    return old.ne_missing(new)
-
-
 def _field_exprs(compiled: CompiledRules) -> dict[str, tuple[pl.Expr, pl.Expr, pl.Expr]]:
-    """Per field: ``(from, to, changed)`` for an in-scope user and its partner (if any)."""
+    """Per field: ``(from, to, changed)`` for an in-scope user and its partner (if any).
+
+    ``changed`` is the vocabulary's comparison (:func:`scimflow.vocab.changed_expr`), the one the apply
+    stage and the writers use per value.
+    """
     out: dict[str, tuple[pl.Expr, pl.Expr, pl.Expr]] = {}
     for f in compiled.mapping:
-        old, new = _nz(pl.col(f"so_{f}")), _nz(pl.col(f"map_{f}"))
-        out[f] = (old, new, _changed(f, old, new))
+        old, new = pl.col(f"so_{f}"), pl.col(f"map_{f}")
+        out[f] = (_nz(old), _nz(new), changed_expr(f, old, new))
     for e in compiled.elements:
         new = pl.col(f"el_{e}")
         if e == "secondary_groups":
@@ -301,7 +285,7 @@ def _field_exprs(compiled: CompiledRules) -> dict[str, tuple[pl.Expr, pl.Expr, p
             old = pl.when(pl.col("partner").is_not_null()).then(pl.col("so_confidential").fill_null(value=False))
         else:
             old = pl.col(f"so_{e}")
-        out[e] = (old, new, pl.col(f"set_{e}") & old.ne_missing(new))
+        out[e] = (old, new, pl.col(f"set_{e}") & changed_expr(e, old, new))
     return out
 
 

@@ -25,6 +25,7 @@ from functools import reduce
 
 import polars as pl
 
+from scimflow.exprs import join_present
 from scimflow.frames import ENTRA_SCHEMA, Reference
 from scimflow.rules._errors import RuleError
 from scimflow.rules._models import ELEMENTS, FlagSetting, ListSetting, RuleSet, TextSetting
@@ -203,7 +204,7 @@ class CompiledRules:
                     else pl.col(f"by_{element}") == step.rule
                 )
                 parts.append(pl.when(final.fill_null(value=False)).then(pl.lit(reason)))
-        return _join_present(parts, "; ")
+        return join_present(parts, "; ")
 
     def explain_expr(self) -> pl.Expr:
         """JSON text ``{"rules": [...], "set_by": {element: rule}}`` from the evaluated columns."""
@@ -213,14 +214,6 @@ class CompiledRules:
 
 def _as_list(value: str | bool | list[str]) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-def _join_present(parts: Sequence[pl.Expr], separator: str) -> pl.Expr:
-    """The non-null texts of ``parts`` joined by ``separator``; null when none is present."""
-    if not parts:
-        return pl.lit(None, dtype=pl.String)
-    joined = pl.concat_str(parts, separator=separator, ignore_nulls=True)
-    return pl.when(joined != "").then(joined)
 
 
 def _names_list(parts: Sequence[tuple[pl.Expr, list[str]]]) -> pl.Expr:

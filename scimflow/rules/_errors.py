@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from scimflow.errors import ScimflowError
+
 __all__ = ["RuleError"]
 
 
-class RuleError(ValueError):
+class RuleError(ScimflowError, ValueError):
     """A rule set is malformed, refers to something that does not exist, or holds an unsafe expression.
 
     The message reads ``FILE:LINE: rule 'NAME': problem`` (parts that are unknown are left out); the
