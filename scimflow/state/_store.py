@@ -29,6 +29,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from scimflow.errors import ScimflowError
 from scimflow.state import _tables as t
 
 __all__ = [
@@ -61,7 +62,7 @@ _IN_CHUNK = 900  # bound parameters per IN (...) list; SQLite's limit is far abo
 _PG_MIGRATION_LOCK = 0x5C1F_0001  # pg_advisory_xact_lock key: one migrator at a time
 
 
-class StateError(RuntimeError):
+class StateError(ScimflowError, RuntimeError):
     """The state store cannot be opened or migrated, or a call's arguments are invalid."""
 
 
