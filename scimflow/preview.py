@@ -7,6 +7,7 @@ exactly what will be applied. The Prefect layer publishes their output as artifa
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ __all__ = [
     "TABLE_CAP",
     "approval_description",
     "changes_table",
+    "md_code",
+    "md_text",
     "preview_markdown",
     "report_markdown",
     "risk_order",
@@ -68,8 +71,28 @@ def _change_text(row: PlanRow) -> str:
     return "; ".join(parts)
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+#: Characters that would end a table row or a line (a heading, a list) or hide text: shown as a space.
+_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+#: Every ASCII punctuation character: CommonMark lets each be backslash-escaped to stand for itself.
+_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def md_text(value: object) -> str:
+    """``value`` (directory data, names, error text) as literal Markdown text, safe in a table cell.
+
+    Every ASCII punctuation character is backslash-escaped, so no link, image, autolink (``://``, ``www.``,
+    ``@``), HTML tag or entity, emphasis, code span, heading, list or table pipe can come out of the data;
+    line breaks, control and bidi-override characters become spaces. The rendered text reads as the value.
+    """
+    return _PUNCT.sub(r"\\\1", _BREAKING.sub(" ", str(value)))
+
+
+def md_code(value: object) -> str:
+    """``value`` as one inline code span (rendered verbatim), whatever backticks it holds; not for table cells."""
+    text = _BREAKING.sub(" ", str(value))
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def changes_table(rows: Sequence[PlanRow], cap: int = TABLE_CAP) -> list[dict[str, Any]]:
@@ -77,12 +100,12 @@ def changes_table(rows: Sequence[PlanRow], cap: int = TABLE_CAP) -> list[dict[st
     ordered = sorted(rows, key=risk_order)[:cap]
     return [
         {
-            "action": r.action,
-            "key": r.key,
+            "action": md_text(r.action),
+            "key": md_text(r.key),
             "associate_id": r.associate_id,
-            "changes": _change_text(r),
-            "rules": ", ".join(r.rules),
-            "reason": r.reason or "",
+            "changes": md_text(_change_text(r)),
+            "rules": md_text(", ".join(r.rules)),
+            "reason": md_text(r.reason or ""),
         }
         for r in ordered
     ]
@@ -91,8 +114,9 @@ def changes_table(rows: Sequence[PlanRow], cap: int = TABLE_CAP) -> list[dict[st
 def _guardrail_lines(summary: dict[str, Any]) -> list[str]:
     g = summary.get("guardrails") or {}
     verdict = g.get("verdict", "ok")
-    lines = [f"**Guardrails:** `{verdict}`" + (f" — held classes: {', '.join(g['held'])}" if g.get("held") else "")]
-    lines += [f"- {r}" for r in g.get("reasons") or []]
+    held = f" — held classes: {md_text(', '.join(g['held']))}" if g.get("held") else ""
+    lines = [f"**Guardrails:** {md_code(verdict)}" + held]
+    lines += [f"- {md_text(r)}" for r in g.get("reasons") or []]
     return lines
 
 
@@ -108,8 +132,8 @@ def preview_markdown(
     lines = [
         f"# {title}",
         "",
-        f"**Plan hash:** `{summary.get('plan_hash', '')}`  ",
-        f"**Plan files:** `{plan_dir}`",
+        f"**Plan hash:** {md_code(summary.get('plan_hash', ''))}  ",
+        f"**Plan files:** {md_code(plan_dir)}",
         "",
     ]
     lines += _guardrail_lines(summary)
@@ -118,7 +142,7 @@ def preview_markdown(
     hits = rule_hits(rows)
     if hits:
         lines += ["", "**Rule hits** (planned rows):", "", "| rule | rows |", "|---|---:|"]
-        lines += [f"| {_md_cell(name)} | {n} |" for name, n in sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))]
+        lines += [f"| {md_text(name)} | {n} |" for name, n in sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))]
     risky = sorted(rows, key=risk_order)[:top]
     if risky:
         lines += [
@@ -130,9 +154,9 @@ def preview_markdown(
         ]
         for r in risky:
             what = _change_text(r) or (r.reason or "")
-            lines.append(f"| {r.action} | {_md_cell(r.key)} | {_md_cell(what)} |")
+            lines.append(f"| {md_text(r.action)} | {md_text(r.key)} | {md_text(what)} |")
     if len(rows) > top:
-        lines += ["", f"The full plan ({len(rows)} rows) is in `{Path(plan_dir) / 'plan.jsonl'}`."]
+        lines += ["", f"The full plan ({len(rows)} rows) is in {md_code(Path(plan_dir) / 'plan.jsonl')}."]
     return "\n".join(lines) + "\n"
 
 
@@ -142,13 +166,13 @@ def approval_description(summary: dict[str, Any], *, plan_dir: Path | str, previ
     lines = [
         "## Approve this plan?",
         "",
-        f"**Plan hash:** `{summary.get('plan_hash', '')}` (the approval applies to exactly this plan)",
+        f"**Plan hash:** {md_code(summary.get('plan_hash', ''))} (the approval applies to exactly this plan)",
         "",
         f"**Rows:** {counts}",
         "",
         *_guardrail_lines(summary),
         "",
-        f"Preview: artifact `{preview_key}`; plan files: `{plan_dir}`.",
+        f"Preview: artifact {md_code(preview_key)}; plan files: {md_code(plan_dir)}.",
         "",
         "Set **approve** to apply. `hold_actions` (e.g. `retire`) and `hold_users` (UPNs) are left out.",
     ]
@@ -166,15 +190,15 @@ def report_markdown(
     plan_dir: Path | str | None = None,
 ) -> str:
     """The report: status, counts (applied, held, drifted, failed, verified) and the rows not applied."""
-    lines = ["# scimflow sync report", "", f"**Status:** `{status}`  ", f"**Plan hash:** `{plan_hash}`  "]
+    lines = ["# scimflow sync report", "", f"**Status:** {md_code(status)}  ", f"**Plan hash:** {md_code(plan_hash)}  "]
     if approver:
-        lines.append(f"**Approved by:** {approver}" + (f" — {comment}" if comment else "") + "  ")
+        lines.append(f"**Approved by:** {md_text(approver)}" + (f" — {md_text(comment)}" if comment else "") + "  ")
     if plan_dir:
-        lines.append(f"**Plan files:** `{plan_dir}`")
+        lines.append(f"**Plan files:** {md_code(plan_dir)}")
     if held_by:
         for why, items in held_by.items():
             if items:
-                lines.append(f"- held ({why}): {', '.join(items)}")
+                lines.append(f"- held ({md_text(why)}): {md_text(', '.join(items))}")
     if report is None:
         lines += ["", "Nothing was applied."]
         return "\n".join(lines) + "\n"
@@ -185,7 +209,7 @@ def report_markdown(
     if problems:
         lines += ["", "| user | action | outcome | detail |", "|---|---|---|---|"]
         lines += [
-            f"| {_md_cell(r.key)} | {r.action} | {r.outcome} | {_md_cell(r.detail or '')} |"
+            f"| {md_text(r.key)} | {md_text(r.action)} | {md_text(r.outcome)} | {md_text(r.detail or '')} |"
             for r in problems[:TABLE_CAP]
         ]
     return "\n".join(lines) + "\n"
