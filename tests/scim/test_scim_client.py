@@ -403,3 +403,49 @@ def test_listing_refused_falls_back_to_filter_lookups() -> None:
     assert sorted(users["user_name"].to_list()) == ["a@b.c", "b@b.c"]
     assert set(users["user_plan"].to_list()) == {"Sales Premium"}
     assert groups["display_name"].to_list() == ["scimflow:user_plan:Sales Premium"]
+
+
+def test_probe_reports_token_listing_and_etags() -> None:
+    """probe: a strict scim2-server accepts the token, lists, has ETags (hint rfc); one refusing listing and
+    serving no ServiceProviderConfig gets the entra hint; a refused token is an AuthError."""
+    from scimflow.connectors.scim import probe
+
+    found = probe(client_for(scim_app(), "entra"))
+    assert (found.token_accepted, found.listing, found.etags, found.patch, found.dialect_hint) == (
+        True, True, True, True, "rfc",
+    )  # fmt: skip
+
+    def gateway(request: httpx.Request, n: int) -> httpx.Response | None:
+        if request.url.path.endswith("/ServiceProviderConfig"):
+            return httpx.Response(404)
+        if "startIndex" in request.url.params and "filter" not in request.url.params:
+            return httpx.Response(501)
+        return None
+
+    client, t = faulty_client(scim_app(), gateway, dialect="entra")
+    found = probe(client)
+    assert (found.token_accepted, found.listing, found.etags, found.dialect_hint) == (True, False, None, "entra")
+    assert {m for m, _ in t.seen} == {"GET"}  # read-only
+    refused, _ = faulty_client(scim_app(), lambda r, n: httpx.Response(401), dialect="entra")
+    with pytest.raises(AuthError, match="token refused"):
+        probe(refused)
+
+
+def test_logs_never_hold_the_token_or_filter_values(caplog: pytest.LogCaptureFixture) -> None:
+    """Retries are logged with the method and a sanitised URL: the token appears in no log, the userName in
+    none of scimflow's."""
+    caplog.set_level("DEBUG")
+    storm = {"left": 2}
+
+    def fault(request: httpx.Request, n: int) -> httpx.Response | None:
+        if request.method == "GET" and storm["left"] > 0:
+            storm["left"] -= 1
+            return httpx.Response(503)
+        return None
+
+    client, _ = faulty_client(scim_app(), fault, dialect="entra")
+    client.create_user({"user_name": "secret.person@contoso.com"})
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("scimflow")]
+    assert any("retrying" in m for m in ours)
+    assert TOKEN not in caplog.text
+    assert not [m for m in ours if "secret.person" in m]

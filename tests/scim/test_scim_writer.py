@@ -147,12 +147,14 @@ def test_writer_lifecycle_in_process(tmp_path: Path, dialect: str, policy: Any) 
         run_lifecycle(writer, store, raw_client(app))
 
 
-def test_writer_create_finds_what_an_earlier_attempt_made(tmp_path: Path) -> None:
-    """A create whose user already exists (409 in rfc) ends with that user brought up to date, not a duplicate."""
-    app = scim_app()
+@pytest.mark.parametrize(("dialect", "policy"), [("rfc", None), ("entra", ENTRA_POLICY)])
+def test_writer_create_finds_what_an_earlier_attempt_made(tmp_path: Path, dialect: str, policy: Any) -> None:
+    """A create whose user already exists (entra: found by the filter GET; rfc: the POST's 409) ends with that
+    user brought up to date, not a duplicate."""
+    app = scim_app(policy)
     raw_client(app).post("Users", json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
                                         "userName": "ADA@x", "title": "Old"})  # fmt: skip
-    writer = ScimWriter(scim_config("rfc", APP_URL), transport=httpx.WSGITransport(app=app), policy=FAST)
+    writer = ScimWriter(scim_config(dialect, APP_URL), transport=httpx.WSGITransport(app=app), policy=FAST)
     with writer, StateStore(f"sqlite:///{tmp_path}/state.db") as store:
         result = apply(store, writer, [new_user("ada@x", "oid-a", title="New", role="Sales")])
         assert result["ada@x"].outcome == "applied"

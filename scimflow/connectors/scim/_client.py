@@ -182,8 +182,10 @@ class ScimClient:
 
     # -- reads ------------------------------------------------------------------------------------------
 
-    def _pages(self, path: str, extra: Sequence[tuple[str, str | int]] = ()) -> Iterator[dict[str, Any]]:
-        start, count = 1, self.config.page_size
+    def _pages(
+        self, path: str, extra: Sequence[tuple[str, str | int]] = (), *, count: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        start, count = 1, count or self.config.page_size
         while True:
             response = self._request("GET", path, params=[*extra, ("startIndex", start), ("count", count)])
             if start == 1 and response.status_code in _LISTING_REFUSED:

@@ -29,7 +29,7 @@ import httpx
 
 from scimflow.apply._rows import PlanRow
 from scimflow.apply._writer import RowKey
-from scimflow.computed_groups import groups_for, values_from_groups
+from scimflow.computed_groups import groups_for, parse_group_name, values_from_groups
 from scimflow.config import ScimConfig
 from scimflow.connectors.errors import ConnectorError, NotFoundError, PayloadError
 from scimflow.connectors.http import DEFAULT_POLICY, RetryPolicy
@@ -182,8 +182,7 @@ class ScimWriter:
                 values.setdefault("entra_id", row.entra_id)
             made = self.client.create_user(values, look_first=row.key in ctx.retried)
             uid = made.id
-            had = set(self._groups_of(uid)) if not made.created else set()
-            self._queue(ctx, row, uid, add=groups_for(self.prefix, element_to) - had, remove=set())
+            self._queue_elements(ctx, row, uid, element_to)
             with self._lock:
                 self._fresh[uid] = made.values
             return uid
@@ -197,11 +196,21 @@ class ScimWriter:
         elif row.action == "reactivate":
             user_changes["active"] = True
         uid = self._patch(row, uid, user_changes, now)
-        if element_to:
-            before = groups_for(self.prefix, {k: now.get(k) for k in element_to} if now else row.from_values())
-            after = groups_for(self.prefix, element_to)
-            self._queue(ctx, row, uid, add=after - before, remove=before - after)
+        self._queue_elements(ctx, row, uid, element_to)
         return uid
+
+    def _queue_elements(self, ctx: _Chunk, row: PlanRow, uid: str, element_to: Mapping[str, Any]) -> None:
+        """Queue the membership changes that give ``uid`` exactly ``element_to``'s groups for those elements
+        (from the user's actual computed groups, so a user left in two groups of one element ends in one)."""
+        if not element_to:
+            return
+        after = groups_for(self.prefix, element_to)
+        mine = {
+            g
+            for g in self._groups_of(uid)
+            if (p := parse_group_name(self.prefix, g)) is not None and p[0] in element_to
+        }
+        self._queue(ctx, row, uid, add=after - mine, remove=mine - after)
 
     def _patch(self, row: PlanRow, uid: str, changes: Mapping[str, Any], current: Mapping[str, Any]) -> str:
         """PATCH ``changes`` on ``uid``; on a 404 re-match by filter and PATCH the user found."""
