@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from scimflow.config import SecretRef, SuperOfficeConfig
+from scimflow.connectors.http import ssl_context
 from scimflow.connectors.superoffice import SuperOfficeTarget
 from scimflow.emulators.pki import TlsFiles, make_tls_files, write_private
 from scimflow.emulators.serve import ServedApp, serve_in_thread
@@ -57,6 +59,21 @@ def secrets_dir(tmp_path_factory: pytest.TempPathFactory, app_key: tuple[bytes, 
     return folder
 
 
+class HookedTransport(httpx.BaseTransport):
+    """The real HTTPS transport with a hook run before each request: network events, not patched code."""
+
+    def __init__(self, ca: Path, before: Callable[[httpx.Request], None]) -> None:
+        self._inner = httpx.HTTPTransport(verify=ssl_context(ca), retries=0)
+        self._before = before
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self._before(request)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 @dataclass
 class SoEnv:
     emulator: SuperOfficeEmulator
@@ -64,10 +81,27 @@ class SoEnv:
     target: SuperOfficeTarget
     config: SuperOfficeConfig
     ca: Path
+    opened: list[httpx.Client] = field(default_factory=list)
 
-    def make_target(self, **overrides: Any) -> SuperOfficeTarget:
+    def make_target(self, transport: httpx.BaseTransport | None = None, **overrides: Any) -> SuperOfficeTarget:
         cfg = self.config.model_copy(update=overrides)
-        return SuperOfficeTarget(cfg, ca_bundle=self.ca)
+        return SuperOfficeTarget(cfg, ca_bundle=self.ca, transport=transport)
+
+    def hooked_target(self, before: Callable[[httpx.Request], None]) -> SuperOfficeTarget:
+        """A target whose requests go over real HTTPS, ``before`` seeing each one just before it is sent."""
+        return self.make_target(transport=HookedTransport(self.ca, before))
+
+    def web_api(self) -> httpx.Client:
+        """A plain client of the Web API carrying the target's ticket (to read and write carriers as they are)."""
+        client = httpx.Client(
+            base_url=self.config.webapi_url.rstrip("/") + "/",
+            verify=ssl_context(self.ca),
+            auth=self.target.auth,
+            headers={"Accept": "application/json"},
+            trust_env=False,
+        )
+        self.opened.append(client)  # closed with the emulator
+        return client
 
     def foreign_target(self) -> SuperOfficeTarget:
         """A target whose private key is not the one registered for the app."""
@@ -119,6 +153,8 @@ def so_factory(
 
     yield build
     for env in started:
+        for client in env.opened:
+            client.close()
         env.target.close()
         env.served.stop()
 

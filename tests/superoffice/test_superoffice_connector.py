@@ -15,7 +15,7 @@ from scimflow.connectors.errors import AuthError, ConflictError, PayloadError
 from scimflow.emulators.superoffice._generate import generate_tenant
 from scimflow.frames import SO_SCHEMA, Reference
 
-from .conftest import APP_TOKEN, SYSTEM_USER_TOKEN, SoEnv
+from .conftest import APP_TOKEN, CTX, SYSTEM_USER_TOKEN, SoEnv
 
 NEW_USER: dict[str, Any] = {
     "user_name": "ola.nordmann@contoso.com",
@@ -327,41 +327,45 @@ def test_drift_before_the_write_is_a_conflict(so: SoEnv) -> None:
     assert so.user("kari.nordmann@contoso.com")["Role"]["Value"] == "Support"  # type: ignore[index]
 
 
-def test_a_change_racing_the_write_fails_the_test_op(so: SoEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_change_racing_the_write_fails_the_test_op(so: SoEnv) -> None:
     """A change landing between the read and the PATCH makes the JSON Patch test op answer 409: ConflictError."""
     ref = so.target.read_reference()
     other = so.make_target()
-    real_patch = so.target._patch
+    raced: list[str] = []
 
-    def racing_patch(url: str, ops: list[dict[str, Any]]) -> None:
-        other.update_user(11, {"role": {"from": "Sales", "to": "Manager"}}, ref)
-        real_patch(url, ops)
+    def race(request: httpx.Request) -> None:
+        if request.method == "PATCH" and not raced:  # another writer gets in just before this PATCH arrives
+            raced.append(request.url.path)
+            other.update_user(11, {"role": {"from": "Sales", "to": "Manager"}}, ref)
 
-    monkeypatch.setattr(so.target, "_patch", racing_patch)
+    racing = so.hooked_target(race)
     with pytest.raises(ConflictError) as info:
-        so.target.update_user(11, {"role": {"from": "Sales", "to": "Support"}}, ref)
-    assert info.value.status == 409
+        racing.update_user(11, {"role": {"from": "Sales", "to": "Support"}}, racing.read_reference())
+    racing.close()
     other.close()
+    assert info.value.status == 409
+    assert raced == [f"/{CTX}/api/v1/User/11"]
     assert so.user("kari.nordmann@contoso.com")["Role"]["Value"] == "Manager"  # type: ignore[index]
 
 
-def test_a_create_repeated_after_a_crash_gives_one_user(so: SoEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+class ProcessDied(BaseException):
+    """The process ends mid-request (not an error any retry layer handles)."""
+
+
+def test_a_create_repeated_after_a_crash_gives_one_user(so: SoEnv) -> None:
     """Crashes after the person or after the user was written leave exactly one person and one user."""
     ref = so.target.read_reference()
-    real_send = so.target._send
-    crashed = []
 
-    def crash_on_user_post(method: str, url: str, **kwargs: Any) -> httpx.Response:
-        if method == "POST" and url == "api/v1/User" and not crashed:
-            crashed.append(url)
-            raise httpx.ReadError("connection lost")  # the process dies between person and user
-        return real_send(method, url, **kwargs)
+    def die_on_user_post(request: httpx.Request) -> None:
+        if request.method == "POST" and request.url.path.endswith("/api/v1/User"):
+            raise ProcessDied  # the process dies between person and user
 
-    monkeypatch.setattr(so.target, "_send", crash_on_user_post)
-    with pytest.raises(httpx.ReadError):
-        so.target.create_user(NEW_USER, ref)
-    monkeypatch.setattr(so.target, "_send", real_send)
-    first = so.target.create_user(NEW_USER, ref)  # reuses the person left behind
+    crashing = so.hooked_target(die_on_user_post)
+    with pytest.raises(ProcessDied):
+        crashing.create_user(NEW_USER, crashing.read_reference())
+    crashing.close()
+    assert len(so.emulator.snapshot()["persons"]) == 1  # the person was written, the user was not
+    first = so.target.create_user(NEW_USER, ref)  # the next run reuses the person left behind
     again = so.target.create_user(NEW_USER, ref)  # the user exists: resolved, not duplicated
     assert first == again
     snap = so.emulator.snapshot()
@@ -403,7 +407,8 @@ def test_a_429_storm_completes_with_backoff(so_factory: Any) -> None:
 def test_user_carrier_field_names_are_the_documented_ones(so: SoEnv) -> None:
     """GET User/{id} answers with the carrier field names of reference §3, exactly spelled."""
     so.target.read_reference()
-    carrier = so.target._send("GET", "api/v1/User/11").json()
+    api = so.web_api()
+    carrier = api.get("api/v1/User/11").json()
     documented_user = {
         "AssociateId",
         "Name",
@@ -487,8 +492,8 @@ def test_user_carrier_field_names_are_the_documented_ones(so: SoEnv) -> None:
         "AssociateName",
     }
     # and a written carrier keeps the names: PUT what was read, read it back unchanged
-    so.target._send("PUT", "api/v1/User/11", json=carrier)
-    assert so.target._send("GET", "api/v1/User/11").json() == carrier
+    assert api.put("api/v1/User/11", json=carrier).status_code == 200
+    assert api.get("api/v1/User/11").json() == carrier
 
 
 def test_secrets_never_appear_in_logs_or_errors(so: SoEnv, caplog: pytest.LogCaptureFixture) -> None:

@@ -23,8 +23,9 @@ def raw(env: SoEnv) -> httpx.Client:
 
 
 def authed(env: SoEnv) -> httpx.Client:
+    """A Web API client carrying the target's ticket."""
     env.target.read_reference()  # obtains a ticket
-    return env.target._api
+    return env.web_api()
 
 
 def test_snapshot_of_untouched_data_is_the_fixture(so: SoEnv, superoffice_fixture: dict[str, Any]) -> None:
