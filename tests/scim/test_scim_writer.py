@@ -215,3 +215,38 @@ def test_writer_over_https_against_the_scim_emulator(
     writer = ScimWriter(config, ca_bundle=scim_server.ca_bundle, policy=FAST)
     with writer, StateStore(f"sqlite:///{tmp_path}/state.db") as store, scim_server.client() as outside:
         run_lifecycle(writer, store, outside)
+
+
+def test_writer_where_listing_is_refused(tmp_path: Path) -> None:
+    """A server refusing unfiltered lists: the writer reads the computed groups by displayName (those the rules
+    can give), moves a user from one role group to another, and a new run sees the memberships."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and "startIndex" in request.url.params and "filter" not in request.url.params:
+            return httpx.Response(403)
+        return inner.handle_request(request)
+
+    app = scim_app()
+    inner = httpx.WSGITransport(app=app)
+    names = ["scimflow:role:Sales", "scimflow:role:Manager"]
+
+    def writer() -> ScimWriter:
+        config = scim_config("rfc", APP_URL)
+        return ScimWriter(config, transport=httpx.MockTransport(handler), policy=FAST, group_names=names)
+
+    outside = raw_client(app)
+    with StateStore(f"sqlite:///{tmp_path}/state.db") as store:
+        with writer() as w:
+            first = apply(
+                store, w, [new_user("ada@x", "oid-a", role="Sales"), new_user("bob@x", "oid-b", role="Sales")]
+            )
+        assert {r.outcome for r in first.values()} == {"applied"} and all(r.verified for r in first.values())
+        ada = first["ada@x"].associate_id
+        assert ada is not None
+        with writer() as w:
+            night = apply(store, w, [row("update", "ada@x", ada, role=("Sales", "Manager"))])
+            assert night["ada@x"].outcome == "applied" and night["ada@x"].verified
+    groups = {
+        g["displayName"]: {m["value"] for m in g.get("members", [])} for g in outside.get("Groups").json()["Resources"]
+    }
+    assert groups == {"scimflow:role:Sales": {first["bob@x"].associate_id}, "scimflow:role:Manager": {ada}}

@@ -11,14 +11,16 @@
   sends them in batches, per group (many members per PATCH).
 - Records (:meth:`ScimWriter.read_users`): the user's values under the plan's field names plus the element
   values of its computed groups, from the writer's view of memberships (listed once, then kept up to date by
-  its own PATCHes).
+  its own PATCHes). Where the server refuses listing, the view is read group by group (``displayName eq``)
+  for ``group_names`` (every computed group the rules can give: pass them, e.g. from
+  :func:`scimflow.computed_groups.img_rules`), plus the groups a chunk's rows move users out of.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -70,8 +72,10 @@ class ScimWriter:
         transport: httpx.BaseTransport | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
         client: ScimClient | None = None,
+        group_names: Iterable[str] = (),
     ) -> None:
         self.config = config
+        self.group_names = sorted(set(group_names))
         self.prefix = config.group_prefix
         self.client = client or ScimClient(config, ca_bundle=ca_bundle, transport=transport, policy=policy)
         self._lock = threading.RLock()
@@ -103,7 +107,8 @@ class ScimWriter:
             try:
                 groups = self.client.list_groups()
             except ListingRefusedError:
-                groups, self._lookup = [], True
+                self._lookup = True
+                groups = [g for name in self.group_names if (g := self._look_up(name)) is not None]
             for g in groups:
                 name = str(g.get("displayName") or "")
                 if not name.startswith(self.prefix + ":") or not g.get("id"):
@@ -111,6 +116,21 @@ class ScimWriter:
                 self._group_ids[name] = str(g["id"])
                 self._members[name] = {str(m["value"]) for m in g.get("members") or () if m.get("value")}
             self._listed = True
+
+    def _look_up(self, name: str) -> dict[str, Any] | None:
+        """Group ``name`` with its members, found by ``displayName`` (listing refused), else ``None``."""
+        found = self.client.find_group(name)
+        return None if found is None else self.client.get_group(str(found["id"]))
+
+    def _know_group(self, name: str) -> None:
+        """Listing refused: learn an existing group's members (never creates it)."""
+        with self._lock:
+            if not self._lookup or name in self._group_ids:
+                return
+            group = self._look_up(name)
+            if group is not None:
+                self._group_ids[name] = str(group["id"])
+                self._members[name] = {str(m["value"]) for m in group.get("members") or () if m.get("value")}
 
     def _ensure_group(self, name: str) -> str:
         """The id of computed group ``name``, found or created (created once, never deleted)."""
@@ -163,8 +183,13 @@ class ScimWriter:
     def prepare(self, rows: Sequence[PlanRow], *, retried: AbstractSet[str]) -> _Chunk:
         """Create the computed groups the rows' new values need (before any membership is sent)."""
         names: set[str] = set()
+        before: set[str] = set()
         for row in rows:
             names |= groups_for(self.prefix, {k: v for k, v in row.to_values().items() if k in ELEMENTS})
+            before |= groups_for(self.prefix, {k: v for k, v in row.from_values().items() if k in ELEMENTS})
+        self._load_groups()
+        for name in sorted(before - names):
+            self._know_group(name)
         for name in sorted(names):
             self._ensure_group(name)
         return _Chunk(retried=frozenset(retried))
