@@ -96,7 +96,7 @@ def run_pipeline(
 ) -> Result:
     """One sync run through the plain stage functions; figures per stage, requests and peak RSS."""
     from scimflow import pipeline, preview
-    from scimflow.apply import apply_rows, chunk_rows, finish_apply, read_plan, split_held
+    from scimflow.apply import apply_plan, chunk_rows, read_plan, split_held
     from scimflow.config import load_config
 
     config = load_config(emu.config)
@@ -124,12 +124,10 @@ def run_pipeline(
         run_id = store.start_run("auto", plan_hash=outcome.plan_hash, source_users=outcome.source_users)
         _, s_before = emu.stats()
         with timer("apply"):
-            go, _held = split_held(rows)
-            chunks = len(chunk_rows(go))
-            results = apply_rows(config, store, outcome.plan_hash, go, run_id=run_id)
-            report = finish_apply(config, store, outcome.plan_hash, rows, results,
-                                  matched_pairs=outcome.plan.matched_pairs, entra_frame=entra.frame,
-                                  entra_links=entra.links)
+            chunks = len(chunk_rows(split_held(rows)[0]))
+            report = apply_plan(config, store, outcome.out, outcome.plan_hash, run_id=run_id,
+                                matched_pairs=outcome.plan.matched_pairs, entra_frame=entra.frame,
+                                entra_links=entra.links)
         g_after, s_after = emu.stats()
         store.finish_run(run_id, "completed" if report.failed == 0 else "failed", {"bench": name},
                          outcome.source_users)

@@ -1,13 +1,13 @@
 """The ``sync-users`` flow: extract, validate, plan, preview, approve, apply, report.
 
 Only wiring lives here; every decision and format is a plain function in ``scimflow`` (pipeline, apply,
-preview) and every stage is a task in ``tasks/``.
+preview; the approval decisions in :mod:`scimflow.apply._approval`) and every stage is a task in ``tasks/``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -17,22 +17,33 @@ from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from scimflow.apply import (
+    HELD_WHY,
     LOOKAHEAD,
-    ApplyReport,
+    Approval,
+    ApprovedBy,
+    Conclusion,
     PlanRow,
     RowResult,
     SyncResult,
+    SyncStatus,
+    approver_label,
+    automatic_approval,
     chunk_rows,
+    held_by,
+    held_classes_for,
     plan_file_hash,
+    second_round,
     split_held,
     status_of,
 )
 from scimflow.config import Config, load_config
 from scimflow.pipeline import PlanOutcome, new_plan_dir
+from scimflow.sync_params import SyncParams
 from tasks.apply import (
     apply_changes,
     finish_changes,
@@ -52,24 +63,6 @@ __all__ = ["LOOKAHEAD", "ApplyApproval", "SyncParams", "sync_users"]
 _T = TypeVar("_T")
 
 
-class SyncParams(BaseModel):
-    """Parameters of one sync run (a form in the Prefect UI)."""
-
-    config: str = Field("scimflow.yaml", description="Path of the scimflow.yaml to use")
-    rules: str | None = Field(None, description="A rule set overriding the config's `rules`")
-    mode: Literal["preview", "approve", "auto"] = Field(
-        "approve", description="preview: plan only; approve: pause for the form; auto: apply within the guardrails"
-    )
-    user: str | None = Field(None, description="Sync only this user (UPN)")
-    approval_timeout: int = Field(3600, ge=1, description="Seconds to wait for the approval form; a timeout rejects")
-    cli_approved: bool = Field(False, description="Approved on the command line (`scimflow sync --approve`)")
-    wait_for_held: bool = Field(
-        True, description="auto mode: pause for classes over their guardrail budget (else end with them held)"
-    )
-    full: bool = Field(False, description="Read all Entra users even when a delta link is stored")
-    poll_interval: int = Field(2, ge=1, le=60, description="Seconds between checks for the approval while paused")
-
-
 class ApplyApproval(RunInput):
     """The approval form. ``hold_actions`` are action classes (e.g. ``retire``), ``hold_users`` UPNs."""
 
@@ -79,9 +72,17 @@ class ApplyApproval(RunInput):
     hold_users: list[str] = Field(default_factory=list)
 
 
-@flow(name="sync-users", log_prints=False)
+#: The flow's task runner, pinned: Prefect's in-process thread pool. The chunk tasks of one apply share one
+#: :class:`~scimflow.apply.ApplySession` kept in this process (``tasks/apply.py``: one logged-in writer, one
+#: pool of ``concurrency`` writer threads, and the chunks' turns, chunk n waiting for older chunks). Under
+#: a process or distributed task runner a chunk would wait for chunks it never sees and each process would
+#: log in and open its own writers, so the runner is named here instead of left to a default.
+TASK_RUNNER = cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner())
+
+
+@flow(name="sync-users", log_prints=False, task_runner=TASK_RUNNER)
 def sync_users(params: SyncParams) -> SyncResult:
-    """Sync Entra ID users into SuperOffice: plan, publish the preview, wait for approval, apply in chunks.
+    """Sync Entra ID users into the target: plan, publish the preview, wait for approval, apply in chunks.
 
     Approval **pauses** the run (``pause_flow_run``) rather than suspending it: a suspended run exits and
     restarts from the top when resumed, re-running extraction and planning (side effects, and a plan that
@@ -97,44 +98,47 @@ def sync_users(params: SyncParams) -> SyncResult:
     planned = plan_changes(config, rules, entra, so, checked, new_plan_dir(config), params.user)
     description = publish_preview(planned, keys)
     if params.mode == "preview":
-        return _conclude(config, keys, planned, None, None, "preview", None, None, {})
+        return _conclude(config, keys, planned, Conclusion("preview"))
     run_id = start_sync_run(config, params.mode, planned, flow_run.id)
     if planned.verdict_name == "source_unhealthy":
-        return _conclude(config, keys, planned, None, run_id, "source_unhealthy", None, None, {})
+        return _conclude(config, keys, planned, Conclusion("source_unhealthy", run_id=run_id))
     if planned.change_rows == 0:  # still record the links, the baseline and the source count
         report = finish_changes(config, planned.plan_hash, [], [], planned.plan.matched_pairs, entra)
-        return _conclude(config, keys, planned, report, run_id, status_of(report), None, None, {})
-    held_classes = planned.held_classes
-    form = _first_approval(params, planned, description, held_classes)
-    if form is None or not form.approve:
-        status = "timed_out" if form is None else "rejected"
-        _record(config, run_id, planned, form, status, params)
-        return _conclude(config, keys, planned, None, run_id, status, _approver(params, form), form, {})
-    _record(config, run_id, planned, form, "approved", params)
+        return _conclude(config, keys, planned, Conclusion(status_of(report), report, run_id))
+    over_budget = planned.held_classes
+    approval = automatic_approval(params.mode, cli_approved=params.cli_approved) or _ask(
+        planned, description, params, initial_holds=over_budget
+    )
+    if approval is None or not approval.approve:
+        status: SyncStatus = "timed_out" if approval is None else "rejected"
+        _record(config, run_id, planned, approval, status)
+        return _conclude(
+            config, keys, planned, Conclusion(status, None, run_id, approver_label(approval), _comment(approval))
+        )
+    _record(config, run_id, planned, approval, "approved")
     if plan_file_hash(planned.out) != planned.plan_hash:
-        return _conclude(config, keys, planned, None, run_id, "plan_changed", None, form, {})
+        return _conclude(config, keys, planned, Conclusion("plan_changed", None, run_id, None, approval.comment))
     rows = load_approved_plan(planned.out, planned.plan_hash)
-    holds = set(form.hold_actions) | (set(held_classes) if params.mode == "auto" or params.cli_approved else set())
-    go, held = split_held(rows, holds, form.hold_users)
+    go, held = split_held(rows, held_classes_for(approval, over_budget), approval.hold_users)
     results = _apply(config, planned, go, run_id, keys)
-    if held and params.mode == "auto" and params.wait_for_held and not params.cli_approved and held_classes:
+    if second_round(
+        approval, mode=params.mode, wait_for_held=params.wait_for_held, held_rows=len(held), over_budget=over_budget
+    ):
         second = _ask(planned, description, params, initial_holds=[])
-        _record(config, run_id, planned, second, "approved" if second and second.approve else "rejected", params)
+        _record(config, run_id, planned, second, "approved" if second and second.approve else "rejected")
         if second is not None and second.approve:
             go, held = split_held(
-                held, [*second.hold_actions, *form.hold_actions], [*second.hold_users, *form.hold_users]
+                held, [*second.hold_actions, *approval.hold_actions], [*second.hold_users, *approval.hold_users]
             )
             results += _apply(config, planned, go, run_id, keys)
     if held:
-        why = "held by the approval form or the guardrails"
-        results += hold_changes(config, planned.plan_hash, _plain(held), why, run_id)
+        results += hold_changes(config, planned.plan_hash, _plain(held), HELD_WHY, run_id)
     report = finish_changes(config, planned.plan_hash, _plain(rows), _plain(results), planned.plan.matched_pairs, entra)
-    return _conclude(
-        config, keys, planned, report, run_id, status_of(report), _approver(params, form), form, _held_by(held, holds)
-    )
+    end = Conclusion(status_of(report), report, run_id, approver_label(approval), approval.comment, held_by(held))
+    return _conclude(config, keys, planned, end)
 
 
-# --- wiring helpers (no decisions beyond what the contract states) ---------------------------------
+# --- wiring helpers (no decisions: those are scimflow.apply's) -------------------------------------
 
 
 def _plain(value: _T) -> _T:
@@ -146,7 +150,21 @@ def _plain(value: _T) -> _T:
     return cast(_T, quote(value))
 
 
-def _ask(planned: PlanOutcome, description: str, params: SyncParams, initial_holds: list[str]) -> ApplyApproval | None:
+def _comment(approval: Approval | None) -> str | None:
+    return approval.comment if approval is not None else None
+
+
+def _from_form(form: ApplyApproval, by: ApprovedBy = "form") -> Approval:
+    return Approval(
+        approve=form.approve,
+        by=by,
+        comment=form.comment,
+        hold_actions=tuple(form.hold_actions),
+        hold_users=tuple(form.hold_users),
+    )
+
+
+def _ask(planned: PlanOutcome, description: str, params: SyncParams, initial_holds: list[str]) -> Approval | None:
     """Pause for the approval form; ``None`` when it timed out (which rejects)."""
     logger = get_run_logger()
     url = f"{PREFECT_UI_URL.value()}/runs/flow-run/{flow_run.id}"
@@ -154,7 +172,7 @@ def _ask(planned: PlanOutcome, description: str, params: SyncParams, initial_hol
         "waiting for approval of plan %s at %s (timeout %d s)", planned.plan_hash[:12], url, params.approval_timeout
     )
     try:
-        return pause_flow_run(
+        form = pause_flow_run(
             wait_for_input=ApplyApproval.with_initial_data(description=description, hold_actions=initial_holds),
             timeout=params.approval_timeout,
             poll_interval=params.poll_interval,
@@ -162,37 +180,13 @@ def _ask(planned: PlanOutcome, description: str, params: SyncParams, initial_hol
     except FlowPauseTimeout:
         logger.warning("no approval within %d s: rejected, nothing applied", params.approval_timeout)
         return None
+    return _from_form(form)
 
 
-def _first_approval(
-    params: SyncParams, planned: PlanOutcome, description: str, held: list[str]
-) -> ApplyApproval | None:
-    """The command line's or the guardrails' approval, or the form's (approve mode)."""
-    if params.cli_approved:
-        return ApplyApproval(approve=True, comment="approved on the command line")
-    if params.mode == "auto":
-        return ApplyApproval(approve=True, comment="auto: within the guardrails")
-    return _ask(planned, description, params, initial_holds=held)
-
-
-def _approver(params: SyncParams, form: ApplyApproval | None) -> str:
-    if form is None:
-        return "timeout"
-    if params.cli_approved:
-        return "cli"
-    if params.mode == "auto" and form.comment.startswith("auto:"):
-        return "auto"
-    return "unknown (Prefect UI or API)"
-
-
-def _record(
-    config: Config, run_id: str, planned: PlanOutcome, form: ApplyApproval | None, what: str, params: SyncParams
-) -> None:
-    values = (form or ApplyApproval(approve=False, comment="timed out")).model_dump(
-        include={"approve", "comment", "hold_actions", "hold_users"}
-    )
-    get_run_logger().info("approval of %s: %s by %s", planned.plan_hash[:12], what, _approver(params, form))
-    record_approval_form(config, run_id, planned.plan_hash, _approver(params, form), values)
+def _record(config: Config, run_id: str, planned: PlanOutcome, approval: Approval | None, what: str) -> None:
+    values = (approval or Approval(approve=False, by="timeout", comment="timed out")).form_values()
+    get_run_logger().info("approval of %s: %s by %s", planned.plan_hash[:12], what, approver_label(approval))
+    record_approval_form(config, run_id, planned.plan_hash, approver_label(approval), values)
 
 
 def _apply(
@@ -226,51 +220,38 @@ def _apply(
     finally:
         for future in futures:
             future.wait()
-        release_apply_session(config, planned.plan_hash, run_id)
+        release_apply_session(planned.plan_hash, run_id)
     return results
 
 
-def _held_by(held: list[PlanRow], holds: set[str]) -> dict[str, list[str]]:
-    return {"form or guardrails": sorted(f"{r.action} {r.key}" for r in held)[:50]} if held else {}
-
-
-def _conclude(
-    config: Config,
-    keys: ArtifactKeys,
-    planned: PlanOutcome,
-    report: ApplyReport | None,
-    run_id: str | None,
-    status: str,
-    approver: str | None,
-    form: ApplyApproval | None,
-    held_by: dict[str, list[str]],
-) -> SyncResult:
+def _conclude(config: Config, keys: ArtifactKeys, planned: PlanOutcome, end: Conclusion) -> SyncResult:
+    """Publish the report artifact, record how the run ended, and return the run's :class:`SyncResult`."""
     result = SyncResult.model_validate(
         {
-            "status": status,
+            "status": end.status,
             "plan_hash": planned.plan_hash,
             "plan_dir": str(planned.out),
             "counts": {k: int(v) for k, v in planned.summary.items() if isinstance(v, int)},
             "guardrails": planned.summary.get("guardrails", {}),
-            "report": report,
-            "approver": approver,
-            "comment": form.comment if form else None,
+            "report": end.report,
+            "approver": end.approver,
+            "comment": end.comment,
             "flow_run_id": str(flow_run.id) if flow_run.id else None,
             "artifacts": keys.model_dump(),
         }
     )
     publish_report(
-        report,
+        end.report,
         keys,
-        status=status,
+        status=end.status,
         plan_hash=planned.plan_hash,
         plan_dir=planned.out,
-        approver=approver,
-        comment=result.comment,
-        held_by=held_by,
+        approver=end.approver,
+        comment=end.comment,
+        held_by=end.held_by,
     )
-    summary = {**result.counts, "status": status, "plan_hash": planned.plan_hash}
-    if report is not None:
-        summary.update(report.model_dump(exclude={"rows", "plan_hash"}))
-    finish_sync_run(config, run_id, result.run_status, summary, planned.source_users)
+    summary = {**result.counts, "status": end.status, "plan_hash": planned.plan_hash}
+    if end.report is not None:
+        summary.update(end.report.model_dump(exclude={"rows", "plan_hash"}))
+    finish_sync_run(config, end.run_id, result.run_status, summary, planned.source_users)
     return result

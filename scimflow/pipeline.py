@@ -176,9 +176,9 @@ def extract_entra(config: Config, store: StateStore | None = None, *, full: bool
 def extract_superoffice(config: Config) -> SuperOfficeExtract:
     """Read every SuperOffice user (all types, retired too) and the reference lists (once: the user read
     decodes ids with the reference the target holds)."""
-    from scimflow.apply import new_target
+    from scimflow.connectors.superoffice import SuperOfficeTarget
 
-    with new_target(config) as target:
+    with SuperOfficeTarget(config.require_superoffice(), ca_bundle=config.ca_bundle) as target:
         reference = target.read_reference()
         users = conform(target.read_users(), SO_SCHEMA)
     log.info("extracted %d SuperOffice users", users.height)

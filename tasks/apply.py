@@ -8,10 +8,8 @@ apply resumable.
 from __future__ import annotations
 
 import threading
-from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 from prefect import get_run_logger, task
@@ -20,9 +18,6 @@ from prefect.cache_policies import NO_CACHE
 from scimflow import apply, pipeline
 from scimflow.apply import ApplyReport, PlanRow, RowResult
 from scimflow.config import Config
-
-if TYPE_CHECKING:
-    from scimflow.frames import Reference
 
 __all__ = [
     "apply_changes",
@@ -41,48 +36,32 @@ def load_approved_plan(out: Path, plan_hash: str) -> list[PlanRow]:
     return apply.read_plan(out, plan_hash)
 
 
-@dataclass
-class _ApplySession:
-    """What the chunks of one apply share in this process: one logged-in target, its reference, the write slots."""
-
-    target: Any  # a SuperOfficeTarget
-    ref: Reference
-    writers: apply.WritePool
-    turns: apply.ChunkTurns
-    resources: ExitStack  # closes the writers, then the target, and ends the frozen heap
-
-
-_sessions: dict[tuple[str | None, str, str], _ApplySession] = {}
+_sessions: dict[tuple[str | None, str], apply.ApplySession] = {}
 _sessions_lock = threading.Lock()
 
 
-def _session(config: Config, plan_hash: str, run_id: str | None) -> _ApplySession:
-    """The apply session of this run and plan, built (login, reference read) by its first chunk.
+def _session(config: Config, plan_hash: str, run_id: str | None) -> apply.ApplySession:
+    """The apply session of this run and plan in this process, built by its first chunk.
 
-    The target is built here, inside the task process, from the config (never passed to a task); the
-    reference is read once per run, not once per chunk, and one pool of ``write_concurrency`` writers serves
-    the chunks that run side by side.
+    The writer is built here, inside the task process, from the config (never passed to a task); one
+    :class:`~scimflow.apply.ApplySession` (the writer, its ``concurrency`` writer threads, the chunks' turns)
+    serves every chunk task of the run. This is why the flow pins the in-process thread task runner.
     """
-    key = (run_id, plan_hash, config.superoffice.webapi_url)
+    key = (run_id, plan_hash)
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
-            with ExitStack() as resources:
-                target = resources.enter_context(apply.new_target(config))
-                ref = target.read_reference()
-                writers = resources.enter_context(apply.WritePool(config.superoffice.write_concurrency))
-                resources.enter_context(apply.frozen_heap())
-                session = _ApplySession(target, ref, writers, apply.ChunkTurns(apply.LOOKAHEAD), resources.pop_all())
+            session = apply.ApplySession(apply.new_writer(config), own_writer=True)
             _sessions[key] = session
         return session
 
 
-def release_apply_session(config: Config, plan_hash: str, run_id: str | None) -> None:
+def release_apply_session(plan_hash: str, run_id: str | None) -> None:
     """Close the apply session of this run and plan, if this process has one (after its last chunk)."""
     with _sessions_lock:
-        session = _sessions.pop((run_id, plan_hash, config.superoffice.webapi_url), None)
+        session = _sessions.pop((run_id, plan_hash), None)
     if session is not None:
-        session.resources.close()
+        session.close()
 
 
 @task(name="apply-changes", task_run_name="apply-changes-{index}-of-{total}", cache_policy=NO_CACHE)
@@ -91,24 +70,15 @@ def apply_changes(
 ) -> list[RowResult]:
     """Apply one chunk of changes (drift re-check, bounded concurrent writes, journal).
 
-    Every chunk's task is submitted at once; it waits for its turn (:class:`~scimflow.apply.ChunkTurns`:
-    at most :data:`~scimflow.apply.LOOKAHEAD` chunks past the oldest unfinished one), so its re-read
-    stays close to its writes and the next chunk starts the moment an earlier one ends.
+    Every chunk's task is submitted at once; it waits for its turn
+    (:meth:`~scimflow.apply.ApplySession.run_chunk`: at most :data:`~scimflow.apply.LOOKAHEAD` chunks past
+    the oldest unfinished one), so its re-read stays close to its writes and the next chunk starts the
+    moment an earlier one ends.
     """
     logger = get_run_logger()
     session = _session(config, plan_hash, run_id)
-    with session.turns.turn(index), pipeline.open_store(config) as store:
-        results = apply.apply_chunk(
-            config,
-            store,
-            plan_hash,
-            rows,
-            target=session.target,
-            ref=session.ref,
-            writers=session.writers,
-            run_id=run_id,
-            rank=index,
-        )
+    with pipeline.open_store(config) as store:
+        results = session.run_chunk(store, plan_hash, rows, index, run_id=run_id)
     by = apply.outcome_counts(results)
     logger.info("chunk %d/%d: %d rows: %s", index, total, len(rows), ", ".join(f"{k} {v}" for k, v in by.items()))
     for r in results:
@@ -140,14 +110,15 @@ def finish_changes(
     """Verify the writes, store the links and (when nothing failed) the Entra baseline; return the report."""
     with pipeline.open_store(config) as store:
         report = apply.finish_apply(
-            config,
             store,
             plan_hash,
             rows,
             results,
+            writer=lambda: apply.new_writer(config),
             matched_pairs=matched_pairs,
-            entra_frame=entra.frame if entra is not None else None,
-            entra_links=entra.links if entra is not None else None,
+            baseline=apply.entra_baseline(
+                config, store, entra.frame if entra is not None else None, entra.links if entra is not None else None
+            ),
         )
     get_run_logger().info(
         "applied %d, already done %d, held %d, drifted %d, failed %d, verified %d of %d",

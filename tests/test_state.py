@@ -60,7 +60,7 @@ def test_reopen_keeps_data_and_does_not_remigrate(store_url: str) -> None:
         rid = s.start_run("auto", source_users=4)
         s.finish_run(rid, "completed", {"create": 1})
     with StateStore(store_url) as s:
-        assert s.schema_revision() == "0001"
+        assert s.schema_revision() == HEAD_REVISION
         assert s.export_links() == [{"entra_id": "e1", "associate_id": 11}]
         run = s.run(rid)
         assert run is not None
@@ -100,7 +100,7 @@ def test_links_frame_shape_and_one_to_one(store: StateStore) -> None:
         {"entra_id": "e1", "associate_id": 5},
         {"entra_id": "e3", "associate_id": 2},
     ]
-    with pytest.raises(StateError, match="two SuperOffice users"):
+    with pytest.raises(StateError, match="two partner users"):
         store.upsert_links([("e9", 7), ("e9", 8)])
 
 
@@ -162,7 +162,7 @@ def test_journal_rerun_sees_what_is_done(store: StateStore) -> None:
     assert store.journal_status("h") == {("a", "create"): "applied", ("b", "update"): "pending"}
     store.journal_mark("h", "a", "create", "verified")
     frame = store.journal("h")
-    assert frame.filter(pl.col("key") == "a").row(0, named=True)["associate_id"] == 42
+    assert frame.filter(pl.col("key") == "a").row(0, named=True)["associate_id"] == "42"
     assert store.journal_status("other") == {}
     with pytest.raises(StateError, match="status"):
         store.journal_mark("h", "a", "create", "done")

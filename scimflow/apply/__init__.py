@@ -1,9 +1,76 @@
-"""The apply stage (being split into modules; see :mod:`scimflow.apply._writer` for the writer seam)."""
+"""The apply stage: write an approved plan to the target through a :class:`Writer`, resumably (no Prefect).
+
+One job per module: :mod:`._rows` (plan rows, reading the approved plan back, holds), :mod:`._writer` (the
+writer protocol, the engine's only view of a target), :mod:`._engine` (a chunk: journal, drift re-read,
+writes, read-back; :func:`finish_apply`), :mod:`._pool` (chunks, their turns, the shared writer threads),
+:mod:`._factory` (the writer the config names), :mod:`._run` (:class:`ApplySession`, :func:`apply_plan`), :mod:`._outcome` (the
+report and how a run ended) and :mod:`._approval` (the sync run's approval decisions). Start at
+:func:`apply_plan`.
+"""
 
 from __future__ import annotations
 
-from scimflow.apply._engine import *  # noqa: F403
-from scimflow.apply._engine import __all__ as _engine_all
+from scimflow.apply._approval import (
+    Approval,
+    ApprovedBy,
+    Conclusion,
+    approver_label,
+    automatic_approval,
+    held_by,
+    held_classes_for,
+    second_round,
+)
+from scimflow.apply._engine import apply_chunk, finish_apply, hold_rows, verify
+from scimflow.apply._factory import new_writer
+from scimflow.apply._outcome import ApplyReport, SyncResult, SyncStatus, status_of
+from scimflow.apply._pool import LOOKAHEAD, ChunkTurns, WritePool, chunk_rows, frozen_heap
+from scimflow.apply._rows import (
+    PlanChangedError,
+    PlanRow,
+    RowResult,
+    outcome_counts,
+    plan_file_hash,
+    read_plan,
+    split_held,
+)
+from scimflow.apply._run import HELD_WHY, ApplySession, apply_plan, apply_rows, entra_baseline
 from scimflow.apply._writer import RowKey, Writer
 
-__all__ = [*_engine_all, "RowKey", "Writer"]
+__all__ = [
+    "HELD_WHY",
+    "LOOKAHEAD",
+    "ApplyReport",
+    "ApplySession",
+    "Approval",
+    "ApprovedBy",
+    "ChunkTurns",
+    "Conclusion",
+    "PlanChangedError",
+    "PlanRow",
+    "RowKey",
+    "RowResult",
+    "SyncResult",
+    "SyncStatus",
+    "WritePool",
+    "Writer",
+    "apply_chunk",
+    "apply_plan",
+    "apply_rows",
+    "approver_label",
+    "automatic_approval",
+    "chunk_rows",
+    "entra_baseline",
+    "finish_apply",
+    "frozen_heap",
+    "held_by",
+    "held_classes_for",
+    "hold_rows",
+    "new_writer",
+    "outcome_counts",
+    "plan_file_hash",
+    "read_plan",
+    "second_round",
+    "split_held",
+    "status_of",
+    "verify",
+]

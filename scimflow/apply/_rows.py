@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scimflow.errors import ScimflowError
+from scimflow.vocab import CHANGE_ACTIONS
+
 __all__ = [
     "CHANGE_ACTIONS",
     "Outcome",
@@ -28,13 +31,11 @@ __all__ = [
     "split_held",
 ]
 
-#: The plan actions the apply stage writes (quarantine, conflict and unmanaged rows are never applied).
-CHANGE_ACTIONS: tuple[str, ...] = ("create", "update", "retire", "reactivate")
 
 Outcome = Literal["applied", "already_done", "held", "drifted", "failed"]
 
 
-class PlanChangedError(RuntimeError):
+class PlanChangedError(ScimflowError, RuntimeError):
     """``plan.jsonl`` on disk is not the plan that was approved (its hash differs): nothing is applied."""
 
 

@@ -56,7 +56,7 @@ SUCCESSFUL_RUN_STATUSES: tuple[str, ...] = ("completed", "partial")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest migration's revision. Opening a database already there skips importing Alembic (it is slow
 #: to import); ``tests/test_state.py`` checks this against the migration scripts.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 _BUSY_TIMEOUT_MS = 30_000
 _IN_CHUNK = 900  # bound parameters per IN (...) list; SQLite's limit is far above, but keep statements small
 _PG_MIGRATION_LOCK = 0x5C1F_0001  # pg_advisory_xact_lock key: one migrator at a time
@@ -97,6 +97,14 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
+
+
+def _partner_id(value: object) -> str | None:
+    """A partner id as stored: its text (an integer as its decimal digits); ``None`` for none or blank."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
 
 
 def _chunks(seq: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
@@ -272,22 +280,37 @@ class StateStore:
 
     # -- links --------------------------------------------------------------------------------------
 
-    def links(self) -> pl.DataFrame:
-        """Every stored link as a frame: ``entra_id`` (String), ``associate_id`` (Int64), by entra_id."""
+    def links(self, *, string_ids: bool = False) -> pl.DataFrame:
+        """Every stored link as a frame: ``entra_id`` (String), ``associate_id`` (by entra_id).
+
+        Partner ids are stored as strings (a SuperOffice AssociateId and a SCIM ``id`` both fit);
+        ``associate_id`` is Int64 (SuperOffice's ids) unless ``string_ids`` (String, e.g. SCIM ids).
+
+        Raises:
+            StateError: ``string_ids`` is false and a stored partner id is not an integer.
+        """
         with self._tx() as conn:
             rows = conn.execute(
                 sa.select(t.links.c.entra_id, t.links.c.associate_id).order_by(t.links.c.entra_id)
             ).all()
-        return pl.DataFrame(
+        frame = pl.DataFrame(
             {"entra_id": [r[0] for r in rows], "associate_id": [r[1] for r in rows]},
-            schema={"entra_id": pl.String, "associate_id": pl.Int64},
+            schema={"entra_id": pl.String, "associate_id": pl.String},
         )
+        if string_ids:
+            return frame
+        try:
+            return frame.with_columns(pl.col("associate_id").cast(pl.Int64))
+        except pl.exceptions.InvalidOperationError:
+            msg = "links: the stored partner ids are not all integers (links of a SCIM target?): read them as strings"
+            raise StateError(msg) from None
 
-    def upsert_links(self, pairs: Iterable[tuple[str, int]]) -> int:
+    def upsert_links(self, pairs: Iterable[tuple[str, str | int]]) -> int:
         """Store ``(entra_id, associate_id)`` pairs; return how many were new or changed.
 
-        A pair replaces any link of either its Entra user or its SuperOffice user (a link is one-to-one;
-        the newest word wins). Pairs that are already stored are left as they are.
+        A pair replaces any link of either its Entra user or its partner user (a link is one-to-one; the
+        newest word wins). Pairs that are already stored are left as they are. Partner ids are stored as
+        strings (an integer is stored as its decimal digits).
 
         Raises:
             StateError: the pairs contradict each other (one id linked to two partners).
@@ -299,23 +322,26 @@ class StateStore:
             return self._upsert_links(conn, clean)
 
     @staticmethod
-    def _clean_pairs(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
-        by_entra: dict[str, int] = {}
-        by_assoc: dict[int, str] = {}
+    def _clean_pairs(pairs: Iterable[tuple[str, str | int]]) -> dict[str, str]:
+        by_entra: dict[str, str] = {}
+        by_assoc: dict[str, str] = {}
         for entra_id, associate_id in pairs:
-            eid, aid = str(entra_id).strip(), int(associate_id)
+            eid, aid = str(entra_id).strip(), _partner_id(associate_id)
+            if aid is None:
+                msg = f"links: Entra user {eid} given an empty partner id"
+                raise StateError(msg)
             if by_entra.setdefault(eid, aid) != aid:
-                msg = f"links: Entra user {eid} given two SuperOffice users ({by_entra[eid]} and {aid})"
+                msg = f"links: Entra user {eid} given two partner users ({by_entra[eid]} and {aid})"
                 raise StateError(msg)
             if by_assoc.setdefault(aid, eid) != eid:
-                msg = f"links: SuperOffice user {aid} given two Entra users ({by_assoc[aid]} and {eid})"
+                msg = f"links: partner user {aid} given two Entra users ({by_assoc[aid]} and {eid})"
                 raise StateError(msg)
         return by_entra
 
-    def _upsert_links(self, conn: Connection, pairs: dict[str, int]) -> int:
+    def _upsert_links(self, conn: Connection, pairs: dict[str, str]) -> int:
         lk = t.links
-        existing: dict[str, tuple[int, dt.datetime]] = {}
-        owner_of: dict[int, str] = {}
+        existing: dict[str, tuple[str, dt.datetime]] = {}
+        owner_of: dict[str, str] = {}
         for chunk in _chunks(list(pairs)):
             for eid, aid, created in conn.execute(
                 sa.select(lk.c.entra_id, lk.c.associate_id, lk.c.created_at).where(lk.c.entra_id.in_(chunk))
@@ -350,8 +376,14 @@ class StateStore:
         return len(changed)
 
     def export_links(self) -> list[dict[str, Any]]:
-        """Every link as ``{"entra_id", "associate_id"}``, sorted by entra_id (the ``links export`` format)."""
-        return self.links().to_dicts()
+        """Every link as ``{"entra_id", "associate_id"}``, sorted by entra_id (the ``links export`` format).
+
+        ``associate_id`` is an integer where the stored id is one (SuperOffice), else the string (SCIM).
+        """
+        return [
+            {"entra_id": e, "associate_id": int(a) if a.isdecimal() else a}
+            for e, a in self.links(string_ids=True).iter_rows()
+        ]
 
     def import_links(self, items: Any) -> int:
         """Validate and store links in the ``links export`` format, all or nothing; return how many changed.
@@ -368,7 +400,7 @@ class StateStore:
                 [f"expected a JSON list of {{'entra_id', 'associate_id'}} objects, got {_kind(items)}"]
             )
         errors: list[str] = []
-        pairs: dict[str, int] = {}
+        pairs: dict[str, str] = {}
         first_seen: dict[str, int] = {}
         owner: dict[int, tuple[str, int]] = {}
         for i, item in enumerate(items):
@@ -392,7 +424,7 @@ class StateStore:
             assert isinstance(eid, str)
             assert isinstance(aid, int)
             eid = eid.strip()
-            if eid in pairs and pairs[eid] != aid:
+            if eid in pairs and pairs[eid] != str(aid):
                 errors.append(
                     f"{where}: entra_id {eid} is already linked to associate_id {pairs[eid]} by item {first_seen[eid]}"
                 )
@@ -402,7 +434,7 @@ class StateStore:
                     f"{where}: associate_id {aid} is already linked to entra_id {owner[aid][0]} by item {owner[aid][1]}"
                 )
                 continue
-            pairs[eid] = aid
+            pairs[eid] = str(aid)
             first_seen.setdefault(eid, i)
             owner.setdefault(aid, (eid, i))
         if errors:
@@ -509,7 +541,7 @@ class StateStore:
                 "plan_hash": plan_hash,
                 "key": r["key"],
                 "entra_id": r.get("entra_id"),
-                "associate_id": r.get("associate_id"),
+                "associate_id": _partner_id(r.get("associate_id")),
                 "action": r["action"],
                 "status": "pending",
                 "detail": None,
@@ -543,7 +575,7 @@ class StateStore:
         action: str,
         status: JournalStatus | str,
         detail: str | None = None,
-        associate_id: int | None = None,
+        associate_id: str | int | None = None,
     ) -> None:
         """Set one journal row's status (creating the row if :meth:`journal_begin` did not).
 
@@ -555,7 +587,7 @@ class StateStore:
     def journal_mark_many(
         self,
         plan_hash: str,
-        marks: Iterable[tuple[str, str, str, str | None, int | None]],
+        marks: Iterable[tuple[str, str, str, str | None, str | int | None]],
     ) -> int:
         """Set many rows' statuses in one transaction: ``(key, action, status, detail, associate_id)`` each."""
         now = _now()
@@ -571,7 +603,7 @@ class StateStore:
                     "action": action,
                     "status": status,
                     "detail": detail,
-                    "associate_id": associate_id,
+                    "associate_id": _partner_id(associate_id),
                     "at": now,
                 }
             )
@@ -625,7 +657,8 @@ class StateStore:
         return seen
 
     def journal(self, plan_hash: str) -> pl.DataFrame:
-        """A plan's journal rows as a frame (key, action, entra_id, associate_id, status, detail, at, run_id)."""
+        """A plan's journal rows as a frame (key, action, entra_id, associate_id, status, detail, at, run_id);
+        ``associate_id`` is the partner id as stored (String)."""
         j = t.journal
         cols = [j.c.key, j.c.action, j.c.entra_id, j.c.associate_id, j.c.status, j.c.detail, j.c.at, j.c.run_id]
         with self._tx() as conn:
@@ -634,7 +667,7 @@ class StateStore:
             "key": pl.String,
             "action": pl.String,
             "entra_id": pl.String,
-            "associate_id": pl.Int64,
+            "associate_id": pl.String,
             "status": pl.String,
             "detail": pl.String,
             "at": pl.Datetime("us", "UTC"),

@@ -32,7 +32,7 @@ links = sa.Table(
     "links",
     metadata,
     sa.Column("entra_id", sa.String(255), primary_key=True),
-    sa.Column("associate_id", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("associate_id", sa.String(255), nullable=False, unique=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
 )
@@ -60,7 +60,7 @@ journal = sa.Table(
     sa.Column("plan_hash", sa.String(64), nullable=False),
     sa.Column("key", sa.String(512), nullable=False),
     sa.Column("entra_id", sa.String(255), nullable=True),
-    sa.Column("associate_id", sa.BigInteger, nullable=True),
+    sa.Column("associate_id", sa.String(255), nullable=True),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("detail", sa.Text, nullable=True),

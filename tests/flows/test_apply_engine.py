@@ -1,4 +1,4 @@
-"""The apply engine's concurrency: shared write slots, chunk turns, and ``apply_rows`` against the emulators."""
+"""The apply engine's concurrency: shared write slots, chunk turns, and ``apply_plan`` against the emulators."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from flowkit import WIDE, start_tenant, stop_tenant, wait_for
 
 from scimflow import pipeline
-from scimflow.apply import ChunkTurns, WritePool, apply_rows, finish_apply, read_plan, split_held
+from scimflow.apply import ChunkTurns, WritePool, apply_plan, read_plan, split_held
 from scimflow.config import load_config
 from scimflow.emulators.generate import generate_tenant
 
@@ -85,8 +85,8 @@ def test_chunk_turns_let_a_chunk_start_only_within_the_lookahead() -> None:
     assert started[:2] in ([1, 2], [2, 1])  # only the first two could begin at once
 
 
-def test_apply_rows_keeps_the_write_concurrency_and_verifies_every_create(tmp_path: Path) -> None:
-    """``apply_rows`` (no Prefect): 120 creates, at most 3 writes in flight at the server, all read back."""
+def test_apply_plan_keeps_the_write_concurrency_and_verifies_every_create(tmp_path: Path) -> None:
+    """``apply_plan`` (no Prefect): 120 creates, at most 3 writes in flight at the server, all read back."""
     graph, so = generate_tenant(120, seed=11, matched_fraction=0.0, disabled_fraction=0.0, contractor_fraction=0.0)
     tenant = start_tenant(tmp_path / "tenant", graph, so, guardrails=WIDE, superoffice_settings={"latency": 0.01})
     try:
@@ -99,13 +99,11 @@ def test_apply_rows_keeps_the_write_concurrency_and_verifies_every_create(tmp_pa
         assert len(creates) >= 100 and not held
         tenant.so_reset_counters()
         with pipeline.open_store(config) as store:
-            results = apply_rows(config, store, outcome.plan_hash, go)
-            report = finish_apply(
+            report = apply_plan(
                 config,
                 store,
+                outcome.out,
                 outcome.plan_hash,
-                rows,
-                results,
                 matched_pairs=outcome.plan.matched_pairs,
                 entra_frame=entra.frame,
                 entra_links=entra.links,

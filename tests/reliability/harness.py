@@ -242,25 +242,23 @@ def remember(tenant: Tenant, extra: Iterable[str] = ()) -> None:
 
 def converge(config_path: Path, out: Path) -> dict[str, Any]:
     """Plan and apply in this process (no Prefect), recording a successful run; the summary."""
-    from scimflow.apply import CHANGE_ACTIONS, apply_chunk, finish_apply, read_plan
+    from scimflow.apply import apply_plan
     from scimflow.config import load_config
     from scimflow.pipeline import open_store, run_plan_stages
 
     config = load_config(config_path)
     outcome, entra, _ = run_plan_stages(config, out=out, full=True)
-    rows = [r for r in read_plan(out, outcome.plan_hash) if r.action in CHANGE_ACTIONS]
     with open_store(config) as store:
         run_id = store.start_run("auto", plan_hash=outcome.plan_hash, source_users=outcome.source_users)
-        results = apply_chunk(config, store, outcome.plan_hash, rows, run_id=run_id) if rows else []
-        report = finish_apply(
+        report = apply_plan(
             config,
             store,
+            out,
             outcome.plan_hash,
-            rows,
-            results,
             matched_pairs=outcome.plan.matched_pairs,
             entra_frame=entra.frame,
             entra_links=entra.links,
+            run_id=run_id,
         )
         assert report.failed == 0, report
         store.finish_run(run_id, "completed", {}, outcome.source_users)
