@@ -26,6 +26,7 @@ __all__ = [
     "group_name",
     "groups_for",
     "img_rules",
+    "membership_delta",
     "parse_group_name",
     "rule_values",
     "values_from_groups",
@@ -88,6 +89,16 @@ def groups_for(prefix: str, values: Mapping[str, Any]) -> set[str]:
         else:
             out.add(group_name(prefix, element, value))
     return out
+
+
+def membership_delta(prefix: str, current: Iterable[str], changed: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """``(groups to join, groups to leave)`` for a user in ``current`` groups whose elements in ``changed``
+    (``{element: new value}``) change: it leaves those elements' groups and joins the new values' groups; its
+    other memberships (other elements, groups that are not computed) stay."""
+    old = set(current)
+    keep = {g for g in old if (parsed := parse_group_name(prefix, g)) is None or parsed[0] not in changed}
+    new = keep | groups_for(prefix, changed)
+    return new - old, old - new
 
 
 def values_from_groups(prefix: str, names: Iterable[str]) -> dict[str, Any]:

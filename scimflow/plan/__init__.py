@@ -12,11 +12,14 @@ from __future__ import annotations
 from scimflow.plan._files import plan_lines, write_plan_files
 from scimflow.plan._guardrails import CHANGE_CLASSES, GuardrailVerdict, evaluate_guardrails
 from scimflow.plan._planner import COUNT_KEYS, ROW_SCHEMA, Plan, build_plan
+from scimflow.plan._scim import GROUP_ACTIONS, GROUP_COUNT_KEYS, plan_scim
 from scimflow.plan.fixtures import frames_from_fixtures
 
 __all__ = [
     "CHANGE_CLASSES",
     "COUNT_KEYS",
+    "GROUP_ACTIONS",
+    "GROUP_COUNT_KEYS",
     "ROW_SCHEMA",
     "GuardrailVerdict",
     "Plan",
@@ -24,5 +27,6 @@ __all__ = [
     "evaluate_guardrails",
     "frames_from_fixtures",
     "plan_lines",
+    "plan_scim",
     "write_plan_files",
 ]

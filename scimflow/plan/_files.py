@@ -53,6 +53,7 @@ def write_plan_files(plan: Plan, verdict: GuardrailVerdict, out: Path) -> str:
     plan_hash = hashlib.sha256(body).hexdigest()
     write_private(out / "plan.jsonl", body)
     summary = {k: int(plan.counts.get(k, 0)) for k in COUNT_KEYS}
+    summary.update({k: int(v) for k, v in plan.counts.items() if k not in summary})  # e.g. a SCIM plan's groups
     summary["plan_hash"] = plan_hash  # type: ignore[assignment]
     summary["guardrails"] = verdict.to_dict()  # type: ignore[assignment]
     write_private(out / "summary.json", json.dumps(summary, indent=2) + "\n")
