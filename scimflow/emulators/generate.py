@@ -311,6 +311,7 @@ def _superoffice(
     next_id = 100
     contact_ids = [c[3] for c in _COUNTRIES]
     email_only = differing * 0.1
+    legacy_taken: dict[str, int] = {}  # old logins are unique too: a repeated one gets a number
     for k, r in enumerate(picked.iter_rows(named=True)):
         kind = r["kind"]
         dept = r["department"]
@@ -332,7 +333,8 @@ def _superoffice(
         if kind < retired:
             deleted, plan, other = True, None, []
         elif kind < retired + email_only:
-            user_name = r["legacy"]  # an old login: only the e-mail matches
+            taken = legacy_taken[r["legacy"]] = legacy_taken.get(r["legacy"], 0) + 1
+            user_name = r["legacy"] if taken == 1 else f"{r['legacy']}{taken}"  # an old login: only the e-mail matches
         elif kind < retired + differing:
             which = int(kind * 1000) % 3
             if which == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import time
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 
 from scimflow.connectors.http import ssl_context
 from scimflow.connectors.superoffice import TICKET_CLAIM, sign_system_user_token
+from scimflow.emulators.generate import generate_tenant as generate_joint_tenant
+from scimflow.emulators.superoffice import FixtureError, SuperOfficeEmulator
 from scimflow.emulators.superoffice._generate import generate_tenant
 from scimflow.emulators.superoffice._state import Tenant
 
@@ -198,3 +201,33 @@ def test_unknown_tenants_and_lists_are_404(so: SoEnv, path: str) -> None:
     r = c.get(so.served.origin + path)
     assert r.status_code == 404
     assert "Error" in r.json()
+
+
+@pytest.mark.parametrize(
+    ("key", "second"),
+    [("Name", {"Name": "kn"}), ("UserName", {"UserName": "KARI.NORDMANN@contoso.com"})],
+    ids=["name", "user-name"],
+)
+def test_a_fixture_with_a_duplicate_unique_key_is_refused_at_load(
+    superoffice_fixture: dict[str, Any], key: str, second: dict[str, Any]
+) -> None:
+    """Two users sharing a Name (User ID) or a UserName, in any case, are refused when loaded, naming both."""
+    data = copy.deepcopy(superoffice_fixture)
+    first = next(u for u in data["users"] if u["UserName"] == "kari.nordmann@contoso.com")
+    assert first["Name"] == "KN"
+    twin = {**copy.deepcopy(first), "AssociateId": 999, "Name": "ZZ", "UserName": "zz@contoso.com", "Person": None}
+    data["users"].append({**twin, **second})
+    with pytest.raises(FixtureError) as info:
+        SuperOfficeEmulator(data)
+    message = str(info.value)
+    assert f"{key} {str(second[key]).casefold()!r}" in message
+    assert f"(AssociateId {first['AssociateId']})" in message
+    assert f"users[{len(data['users']) - 1}] (AssociateId 999)" in message
+
+
+@pytest.mark.parametrize("seed", [0, 2, 7])
+def test_generated_tenants_load(seed: int) -> None:
+    """Generated tenants never repeat a Name or UserName (old logins made unique), so the emulator loads them."""
+    _, superoffice = generate_joint_tenant(10_000, seed)
+    assert len(Tenant(superoffice).users) == len(superoffice["users"])
+    assert len(Tenant(generate_tenant(5_000, seed=seed)).users) == 5_000

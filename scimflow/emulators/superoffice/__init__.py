@@ -7,5 +7,6 @@ Run it standalone with ``python -m scimflow.emulators.superoffice --users N`` (g
 from __future__ import annotations
 
 from scimflow.emulators.superoffice._app import TICKET_CLAIM, SuperOfficeEmulator, SuperOfficeEmulatorSettings
+from scimflow.emulators.superoffice._state import FixtureError
 
-__all__ = ["TICKET_CLAIM", "SuperOfficeEmulator", "SuperOfficeEmulatorSettings"]
+__all__ = ["TICKET_CLAIM", "FixtureError", "SuperOfficeEmulator", "SuperOfficeEmulatorSettings"]

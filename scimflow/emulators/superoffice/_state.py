@@ -22,7 +22,7 @@ from typing import Any
 
 from scimflow.emulators.superoffice._archive import Clause, check_ops, matches, parse_filter
 
-__all__ = ["ApiError", "Tenant"]
+__all__ = ["ApiError", "FixtureError", "Tenant"]
 
 NO_PLAN = "superlicense-no-selection"
 CONFIDENTIAL = "visible-for"
@@ -44,6 +44,10 @@ class ApiError(Exception):
         self.error_type = error_type
 
 
+class FixtureError(ValueError):
+    """Tenant data a real SuperOffice could never hold (e.g. two users with one ``Name`` or ``UserName``)."""
+
+
 def _clone(v: Any) -> Any:
     """A copy of JSON data (several times faster than ``copy.deepcopy`` for these small carriers)."""
     if isinstance(v, dict):
@@ -55,6 +59,24 @@ def _clone(v: Any) -> Any:
 
 def _blank(v: Any) -> Any:
     return None if v == "" else v
+
+
+def _check_unique_keys(users: Iterable[dict[str, Any]]) -> None:
+    """Refuse users sharing a ``Name`` (User ID) or a ``UserName`` (case-insensitively, as SuperOffice does)."""
+    problems: list[str] = []
+    for key in ("Name", "UserName"):
+        holders: dict[str, list[str]] = {}
+        for n, u in enumerate(users):
+            value = u.get(key)
+            if isinstance(value, str) and value.strip():
+                holders.setdefault(value.casefold(), []).append(f"users[{n}] (AssociateId {u.get('AssociateId')})")
+        problems += [
+            f"{key} {value!r} is held by {', '.join(who)}" for value, who in sorted(holders.items()) if len(who) > 1
+        ]
+    if problems:
+        raise FixtureError(
+            "tenant data refused: a SuperOffice user's Name (User ID) and UserName are unique; " + "; ".join(problems)
+        )
 
 
 class Tenant:
@@ -81,6 +103,7 @@ class Tenant:
             self._store_person(p)
         for u in data.get("users", []):
             self._load_user(u)
+        _check_unique_keys(data.get("users", []))
         self.sorted_ids = sorted(self.users)
         self.next_associate_id = max(self.users, default=0) + 1
         self.next_person_id = max(self.persons, default=0) + 1
