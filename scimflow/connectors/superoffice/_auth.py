@@ -9,8 +9,8 @@ Flow:
    ``{"IsSuccessful": true, "ErrorMessage": "", "Token": "<jwt>"}``; ``IsSuccessful: false`` (with any
    status) or a 4xx is an :class:`AuthError` carrying the server's ``ErrorMessage``.
 3. Validate the JWT (RS256) against ``{login_url}/.well-known/jwks`` by ``kid`` (re-read once on an unknown
-   kid: key rotation), issuer = the login service's origin, audience = ``client_id`` when configured,
-   5 minutes of leeway. The ticket is the claim ``http://schemes.superoffice.net/identity/ticket``.
+   kid: key rotation), issuer = the login service's origin, audience = the app's ``client_id`` (always
+   checked: without a client id there is no login), 5 minutes of leeway. The ticket is the claim ``http://schemes.superoffice.net/identity/ticket``.
 4. Every Web API request carries ``Authorization: SOTicket <ticket>`` and ``SO-AppToken: <client secret>``.
 
 The ticket is cached (tickets last 6 hours, sliding on use). It is renewed only on a 401 or when it has
@@ -80,7 +80,7 @@ class SystemUserAuth(httpx.Auth):
         login: an ``httpx.Client`` for the login service (no auth of its own).
         login_url: e.g. ``https://sod.superoffice.com/login``.
         context_identifier: the tenant, e.g. ``Cust12345``.
-        client_id: the app's client id (the JWT audience), or ``None`` to skip the audience check.
+        client_id: the app's client id, the JWT audience (required: ``None`` or empty is an :class:`AuthError`).
         secrets: a callable returning ``(app_token, system_user_token, private_key_pem)``; called only when a
             ticket is needed, so secrets are read late and never stored beyond the app token.
     """
@@ -99,7 +99,12 @@ class SystemUserAuth(httpx.Auth):
         self._login = login
         self._login_url = login_url.rstrip("/")
         self._ctx = context_identifier
-        self._client_id = client_id
+        if not client_id:
+            raise AuthError(
+                "superoffice.client_id is not set: it is the app's client id (Developer Portal), the audience "
+                "every SuperOffice login token is checked against"
+            )
+        self._client_id: str = client_id
         self._secrets = secrets
         self._policy = policy
         self._idle = idle_lifetime
@@ -216,7 +221,7 @@ class SystemUserAuth(httpx.Auth):
                 issuer=_origin(self._login_url),
                 audience=self._client_id,
                 leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iss"], "verify_aud": self._client_id is not None},
+                options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"the login service's JWT did not validate ({type(exc).__name__})") from None
