@@ -1,1 +1,1 @@
-"""Connectors: the Graph source, the SuperOffice target, and their shared HTTP seam."""
+"""Connectors: the Graph source, the SuperOffice and SCIM targets, and their shared HTTP seam."""
