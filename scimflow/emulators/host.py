@@ -1,4 +1,4 @@
-"""Host both emulators over HTTPS on loopback and write a ``scimflow.yaml`` that points at them.
+"""Host the emulators over HTTPS on loopback and write a ``scimflow.yaml`` that points at them.
 
 This is what ``scimflow emulate`` (and the demo and the end-to-end tests) run::
 
@@ -12,6 +12,12 @@ system user token and RSA app key (owner-only files, referred to as ``file:``), 
 :class:`~scimflow.emulators.graph.GraphEmulator` and
 :class:`~scimflow.emulators.superoffice.SuperOfficeEmulator` each on its own origin, and writes the config
 only once both accept connections (atomically, so whoever waits for the file can use it at once).
+
+With ``target="scim"`` the second emulator is :class:`~scimflow.emulators.scim.ScimEmulator` instead of
+SuperOffice (scim2-server under the ``scim_dialect``'s policy, empty unless ``scim_data`` is given): the
+host writes its bearer token to ``scim-token`` (owner-only) and a config with ``target: scim`` and a
+``scim:`` block (``base_url``, ``token: file:scim-token``, ``dialect``, ``group_prefix``,
+``write_concurrency``) and no ``superoffice:`` block.
 """
 
 from __future__ import annotations
@@ -76,6 +82,12 @@ def _superoffice_factory(data: dict[str, Any], settings: dict[str, Any]) -> Emul
     return SuperOfficeEmulator(data, SuperOfficeEmulatorSettings(**settings))
 
 
+def _scim_factory(data: dict[str, Any], settings: dict[str, Any]) -> Emulator:
+    from scimflow.emulators.scim import ScimEmulator, ScimEmulatorSettings
+
+    return ScimEmulator(data, ScimEmulatorSettings(**settings))
+
+
 @dataclass(frozen=True)
 class HostSecrets:
     """The credentials the host generated (the emulators accept them; the config names their files)."""
@@ -89,6 +101,7 @@ class HostSecrets:
     system_user_token: str
     app_private_key_pem: bytes
     app_public_key_pem: bytes
+    scim_token: str | None = None
 
     def __repr__(self) -> str:
         return f"HostSecrets(entra_client_id={self.entra_client_id!r}, superoffice_client_id={self.superoffice_client_id!r}, ...)"
@@ -121,7 +134,7 @@ class EmulatorHost:
 
     Args:
         graph_data: the Graph tenant in the fixture format (``G.json``).
-        superoffice_data: the SuperOffice tenant in the fixture format (``S.json``).
+        superoffice_data: the SuperOffice tenant in the fixture format (``S.json``); unused with ``target="scim"``.
         folder: where the CA, the secret files and the config go (created owner-only if missing).
         config_name: the config file's name in ``folder``.
         rules: the rule set the config names (default: the repository's ``rules/default.yaml``).
@@ -133,6 +146,11 @@ class EmulatorHost:
         state_url: the config's ``state_url`` (default: a SQLite file in ``folder/.scimflow``).
         guardrails: the config's ``guardrails`` mapping.
         graph_factory, superoffice_factory: build the emulators (default: the real ones).
+        target: ``superoffice`` (the Web API emulator) or ``scim`` (the SCIM emulator instead).
+        scim_data: the SCIM emulator's starting Users and Groups (the snapshot format; default empty).
+        scim_dialect: the config's ``scim.dialect`` and the SCIM emulator's policy (``entra`` tolerant, ``rfc`` strict).
+        scim_port, scim_settings: the SCIM emulator's fixed port and settings overrides.
+        group_prefix, write_concurrency: the config's ``scim.group_prefix`` and ``scim.write_concurrency``.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -156,13 +174,28 @@ class EmulatorHost:
         guardrails: Mapping[str, Any] | None = None,
         graph_factory: EmulatorFactory | None = None,
         superoffice_factory: EmulatorFactory | None = None,
+        target: Literal["superoffice", "scim"] = "superoffice",
+        scim_data: dict[str, Any] | None = None,
+        scim_dialect: Literal["entra", "rfc"] = "entra",
+        scim_port: int | None = None,
+        scim_settings: Mapping[str, Any] | None = None,
+        group_prefix: str = "scimflow",
+        write_concurrency: int = 4,
+        scim_factory: EmulatorFactory | None = None,
     ) -> None:
+        if target not in ("superoffice", "scim"):
+            msg = f"target must be 'superoffice' or 'scim', not {target!r}"
+            raise EmulatorHostError(msg)
+        if scim_dialect not in ("entra", "rfc"):
+            msg = f"the SCIM dialect must be 'entra' or 'rfc', not {scim_dialect!r}"
+            raise EmulatorHostError(msg)
         self._graph_data = graph_data
         self._so_data = superoffice_data
         self.folder = Path(folder).expanduser().resolve()
         self.config_path = self.folder / config_name
         self._rules = Path(rules).expanduser().resolve() if rules is not None else DEFAULT_RULES
-        self._ports = (graph_port, superoffice_port)
+        self.target = target
+        self._ports = (graph_port, scim_port if target == "scim" else superoffice_port)
         self._graph_overrides = dict(graph_settings or {})
         self._so_overrides = dict(superoffice_settings or {})
         self._entra_auth = entra_auth
@@ -172,6 +205,12 @@ class EmulatorHost:
         self._guardrails = dict(guardrails or {"max_retire": "5%", "max_changes": 500, "min_source_users": 1})
         self._graph_factory = graph_factory or _graph_factory
         self._so_factory = superoffice_factory or _superoffice_factory
+        self._scim_data = dict(scim_data or {"users": [], "groups": []})
+        self._scim_dialect = scim_dialect
+        self._scim_overrides = dict(scim_settings or {})
+        self._group_prefix = group_prefix
+        self._write_concurrency = write_concurrency
+        self._scim_factory = scim_factory or _scim_factory
         self._graph: Emulator | None = None
         self._so: Emulator | None = None
         self._served: list[ServedApp] = []
@@ -189,6 +228,17 @@ class EmulatorHost:
     @property
     def superoffice(self) -> Any:
         """The SuperOffice emulator object."""
+        if self.target != "superoffice":
+            raise EmulatorHostError("this emulator host serves a SCIM target, not SuperOffice")
+        if self._so is None:
+            raise EmulatorHostError("the emulator host is not started")
+        return self._so
+
+    @property
+    def scim(self) -> Any:
+        """The SCIM emulator object (``target="scim"``): its ``snapshot()``, ``stats()``, settings."""
+        if self.target != "scim":
+            raise EmulatorHostError("this emulator host serves SuperOffice, not a SCIM target")
         if self._so is None:
             raise EmulatorHostError("the emulator host is not started")
         return self._so
@@ -201,6 +251,25 @@ class EmulatorHost:
     @property
     def superoffice_origin(self) -> str:
         """``https://127.0.0.1:PORT`` of the SuperOffice emulator (login under ``/login``)."""
+        self.superoffice  # noqa: B018 - raises on a SCIM host
+        return self._served_app(1).origin
+
+    @property
+    def scim_origin(self) -> str:
+        """``https://127.0.0.1:PORT`` of the SCIM emulator (``/_emulator/*`` here)."""
+        self.scim  # noqa: B018 - raises on a SuperOffice host
+        return self._served_app(1).origin
+
+    @property
+    def scim_base_url(self) -> str:
+        """The SCIM base URL the config names (``scim_origin`` + ``/scim/v2``)."""
+        from scimflow.emulators.scim import SCIM_PATH
+
+        return self.scim_origin + SCIM_PATH
+
+    @property
+    def target_origin(self) -> str:
+        """The origin of the target's emulator (SuperOffice or SCIM)."""
         return self._served_app(1).origin
 
     @property
@@ -236,11 +305,14 @@ class EmulatorHost:
         secrets_ = self._make_secrets()
         self.secrets = secrets_
         self._graph = self._graph_factory(self._graph_data, self._graph_settings(secrets_))
-        self._so = self._so_factory(self._so_data, self._so_settings(secrets_))
+        if self.target == "scim":
+            self._so = self._scim_factory(self._scim_data, self._scim_settings(secrets_))
+        else:
+            self._so = self._so_factory(self._so_data, self._so_settings(secrets_))
         try:
             for name, emulator, port in (
                 ("Graph", self._graph, self._ports[0]),
-                ("SuperOffice", self._so, self._ports[1]),
+                ("SCIM" if self.target == "scim" else "SuperOffice", self._so, self._ports[1]),
             ):
                 served = serve_in_thread(
                     emulator.app, certfile=str(tls.server_cert), keyfile=str(tls.server_key), host=LOOPBACK, port=port
@@ -283,9 +355,14 @@ class EmulatorHost:
             write_private(self.folder / "entra-app-cert.pem", cert_pem)
         app_token = secrets.token_urlsafe(24)
         system_user_token = "scimflow-" + secrets.token_hex(16)
-        write_private(self.folder / "superoffice-client-secret", app_token)
-        write_private(self.folder / "superoffice-system-user-token", system_user_token)
-        write_private(self.folder / "superoffice-app.pem", private_pem)
+        scim_token: str | None = None
+        if self.target == "scim":
+            scim_token = secrets.token_urlsafe(32)
+            write_private(self.folder / "scim-token", scim_token)
+        else:
+            write_private(self.folder / "superoffice-client-secret", app_token)
+            write_private(self.folder / "superoffice-system-user-token", system_user_token)
+            write_private(self.folder / "superoffice-app.pem", private_pem)
         return HostSecrets(
             entra_client_id=str(uuid.uuid4()),
             entra_client_secret=entra_secret,
@@ -296,6 +373,7 @@ class EmulatorHost:
             system_user_token=system_user_token,
             app_private_key_pem=private_pem,
             app_public_key_pem=public_pem,
+            scim_token=scim_token,
         )
 
     def _graph_settings(self, s: HostSecrets) -> dict[str, Any]:
@@ -318,6 +396,36 @@ class EmulatorHost:
         }
         return {**settings, **self._so_overrides}
 
+    def _scim_settings(self, s: HostSecrets) -> dict[str, Any]:
+        return {"dialect": self._scim_dialect, "token": s.scim_token, **self._scim_overrides}
+
+    def _target_config(self) -> dict[str, Any]:
+        """The config's target part: a ``superoffice:`` block, or ``target: scim`` and a ``scim:`` block."""
+        assert self.secrets is not None
+        if self.target == "scim":
+            return {
+                "target": "scim",
+                "scim": {
+                    "base_url": self.scim_base_url,
+                    "token": "file:scim-token",
+                    "dialect": self._scim_dialect,
+                    "group_prefix": self._group_prefix,
+                    "write_concurrency": self._write_concurrency,
+                },
+            }
+        so_origin = self.superoffice_origin
+        return {
+            "superoffice": {
+                "webapi_url": f"{so_origin}/{self._ctx}",
+                "login_url": f"{so_origin}/login",
+                "context_identifier": self._ctx,
+                "client_id": self.secrets.superoffice_client_id,
+                "client_secret": "file:superoffice-client-secret",
+                "system_user_token": "file:superoffice-system-user-token",
+                "private_key": "file:superoffice-app.pem",
+            },
+        }
+
     def config_data(self) -> dict[str, Any]:
         """The config the host writes, as a mapping (paths relative to the config's folder)."""
         assert self.secrets is not None
@@ -335,18 +443,9 @@ class EmulatorHost:
             }
         entra["authority_host"] = self.graph_origin
         entra["graph_url"] = self.graph_origin
-        so_origin = self.superoffice_origin
         return {
             "entra": entra,
-            "superoffice": {
-                "webapi_url": f"{so_origin}/{self._ctx}",
-                "login_url": f"{so_origin}/login",
-                "context_identifier": self._ctx,
-                "client_id": self.secrets.superoffice_client_id,
-                "client_secret": "file:superoffice-client-secret",
-                "system_user_token": "file:superoffice-system-user-token",
-                "private_key": "file:superoffice-app.pem",
-            },
+            **self._target_config(),
             "ca_bundle": self.ca_bundle.name,
             "rules": str(self._rules),
             "state_url": self._state_url,

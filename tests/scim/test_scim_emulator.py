@@ -333,3 +333,122 @@ def test_snapshot_is_json_serialisable(scim_entra: ScimServer) -> None:
     with scim_entra.client() as c:
         _create(c, "Users", _user("f@example.com"))
     assert json.loads(json.dumps(scim_entra.emulator.snapshot())) == scim_entra.snapshot()
+
+
+# -- scimflow emulate --target scim ------------------------------------------------------------------------
+
+
+def _wait_for(path: Path, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} was not written within {timeout} s"
+        time.sleep(0.05)
+
+
+def _run_emulate(cfg_path: Path, **kwargs: Any) -> tuple[Any, Any, dict[str, int]]:
+    import threading
+
+    from scimflow.commands.emulate_cmd import run_emulate
+
+    stop = threading.Event()
+    result: dict[str, int] = {}
+
+    def run() -> None:
+        result["rc"] = run_emulate(None, None, cfg_path, 12, 5, None, None, None, target="scim", stop=stop, **kwargs)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return stop, th, result
+
+
+@pytest.mark.parametrize("dialect", ["entra", "rfc"])
+def test_emulate_target_scim_writes_config_and_token(dialect: str, tmp_path: Path) -> None:
+    """`emulate --target scim` writes a target: scim config with a 0600 token file and serves Graph and SCIM."""
+    import ssl
+
+    import yaml
+
+    cfg_path = tmp_path / "emu" / "scimflow.yaml"
+    stop, th, result = _run_emulate(cfg_path, scim_dialect=dialect)
+    try:
+        _wait_for(cfg_path)
+        cfg = yaml.safe_load(cfg_path.read_text())
+        assert cfg["target"] == "scim"
+        assert "superoffice" not in cfg
+        scim = cfg["scim"]
+        assert scim["token"] == "file:scim-token"
+        assert (scim["dialect"], scim["group_prefix"], scim["write_concurrency"]) == (dialect, "scimflow", 4)
+        assert scim["base_url"].startswith("https://127.0.0.1:") and scim["base_url"].endswith("/scim/v2")
+        token_file = cfg_path.parent / "scim-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        assert token and token not in cfg_path.read_text()
+        assert not (cfg_path.parent / "superoffice-client-secret").exists()
+        ctx = ssl.create_default_context(cafile=str(cfg_path.parent / cfg["ca_bundle"]))
+        with httpx.Client(verify=ctx, timeout=30) as c:
+            graph = c.get(f"{cfg['entra']['graph_url']}/_emulator/snapshot").json()
+            assert len(graph["users"]) == 12
+            assert c.get(f"{scim['base_url']}/Users").status_code == 401
+            listed = c.get(f"{scim['base_url']}/Users", headers={"Authorization": f"Bearer {token}"})
+            assert listed.status_code == 200
+            assert listed.json()["totalResults"] == 0  # --users N: the SCIM side starts empty
+            origin = scim["base_url"].removesuffix("/scim/v2")
+            assert c.get(f"{origin}/_emulator/snapshot").json() == {"users": [], "groups": []}
+            assert c.get(f"{origin}/_emulator/settings").json()["dialect"] == dialect
+    finally:
+        stop.set()
+        th.join(20)
+    assert result.get("rc") == 0
+
+
+def test_emulate_target_scim_from_scim_data(tmp_path: Path) -> None:
+    """`--scim-data F.json` starts the SCIM emulator with that file's users and groups."""
+    import ssl
+
+    import yaml
+
+    data = {
+        "users": [_user("g@example.com", id="u-g")],
+        "groups": [{"schemas": [GROUP], "id": "g-1", "displayName": "x"}],
+    }
+    fixture = tmp_path / "scim.json"
+    fixture.write_text(json.dumps(data))
+    cfg_path = tmp_path / "emu" / "scimflow.yaml"
+    stop, th, result = _run_emulate(cfg_path, scim_data=fixture)
+    try:
+        _wait_for(cfg_path)
+        cfg = yaml.safe_load(cfg_path.read_text())
+        ctx = ssl.create_default_context(cafile=str(cfg_path.parent / cfg["ca_bundle"]))
+        origin = cfg["scim"]["base_url"].removesuffix("/scim/v2")
+        with httpx.Client(verify=ctx, timeout=30) as c:
+            snap = c.get(f"{origin}/_emulator/snapshot").json()
+        assert [u["id"] for u in snap["users"]] == ["u-g"]
+        assert [g["displayName"] for g in snap["groups"]] == ["x"]
+    finally:
+        stop.set()
+        th.join(20)
+    assert result.get("rc") == 0
+
+
+def test_emulate_target_scim_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad --target/--scim-dialect values, a bad --scim-data file and misplaced fixtures exit 1 with a clear message."""
+    import threading
+
+    from scimflow.commands.emulate_cmd import run_emulate
+
+    cfg = tmp_path / "scimflow.yaml"
+    stop = threading.Event()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"users": [1]}')
+    cases = [
+        ({"target": "ldap"}, "--target must be superoffice or scim"),
+        ({"target": "scim", "scim_dialect": "azure"}, "--scim-dialect must be entra or rfc"),
+        ({"target": "scim", "scim_data": bad}, "users[0] must be an object"),
+        ({"scim_data": bad}, "--scim-data needs --target scim"),
+    ]
+    for kwargs, message in cases:
+        assert run_emulate(None, None, cfg, 3, 0, None, None, None, stop=stop, **kwargs) == 1
+        assert message in capsys.readouterr().err
+    assert not cfg.exists()
