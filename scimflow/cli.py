@@ -72,13 +72,21 @@ def emulate(
     graph_port: Annotated[int | None, typer.Option("--graph-port")] = None,
     superoffice_port: Annotated[int | None, typer.Option("--superoffice-port")] = None,
     rules: RulesOpt = None,
+    target: Annotated[
+        str, typer.Option("--target", help="superoffice (Web API emulator) or scim (SCIM emulator instead).")
+    ] = "superoffice",
+    scim_data: Annotated[
+        Path | None, typer.Option("--scim-data", help="SCIM fixture ({users, groups}); default: empty.")
+    ] = None,
+    scim_dialect: Annotated[
+        str, typer.Option("--scim-dialect", help="entra (Entra-tolerant policy) or rfc (strict); the config's.")
+    ] = "entra",
+    scim_port: Annotated[int | None, typer.Option("--scim-port")] = None,
 ) -> None:
     """Serve both emulators on loopback over HTTPS until stopped, and write a config that points at them."""
     from scimflow.commands.emulate_cmd import run_emulate
 
-    if users is None and (graph_data is None or superoffice_data is None):
-        typer.echo("give --graph-data and --superoffice-data, or --users N", err=True)
-        _exit(1)
+    # run_emulate checks the combination of --users, --graph-data, --superoffice-data and --target.
     _exit(
         run_emulate(
             graph_data=graph_data,
@@ -89,6 +97,10 @@ def emulate(
             graph_port=graph_port,
             superoffice_port=superoffice_port,
             rules=rules,
+            target=target,
+            scim_data=scim_data,
+            scim_dialect=scim_dialect,
+            scim_port=scim_port,
         )
     )
 
