@@ -6,7 +6,7 @@ PY := $(UV) run --frozen
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help bootstrap demo test lint bench soak fmt clean
+.PHONY: help bootstrap demo test lint bench soak figures fmt clean
 
 help:
 	@echo "make demo   - run the whole sync on local emulators (Graph + SuperOffice) with a local Prefect"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - benchmarks (writes bench/results.md)"
 	@echo "make soak   - bounded fault/crash soak (SOAK_SECONDS, default 300)"
+	@echo "make figures - rerun the reliability suite and the browser test, writing README's figures and docs/img"
 
 bootstrap: .venv/.synced
 
@@ -39,6 +40,11 @@ fmt: bootstrap
 
 bench: bootstrap
 	$(PY) python -m bench
+
+# The only target that writes tracked files from a test run: tests/reliability/figures.json, README-section.md,
+# README.md's Reliability section (after a full passing run of tests/reliability) and docs/img/*.png.
+figures: bootstrap
+	SCIMFLOW_WRITE_FIGURES=1 $(PY) pytest -q -p no:cacheprovider tests/reliability tests/browser
 
 soak: bootstrap
 	$(PY) python -m tests.reliability.soak --seconds $${SOAK_SECONDS:-300}

@@ -1,4 +1,5 @@
-"""The commands of docs/setup.md marked ``<!-- docs-test -->`` run as written, against a real ``scimflow emulate``.
+"""The commands of docs/setup.md marked ``<!-- docs-test -->`` run as written, against a real ``scimflow emulate``;
+the README's Reliability figures are the ones in tests/reliability/figures.json.
 
 A marked block is a fenced ``bash`` block right after the comment. Each line is one command run by bash
 from the repository root; ``uv run scimflow`` / ``uv run python`` become this interpreter, the docs'
@@ -8,6 +9,7 @@ process (stopped at the end); a trailing ``# exit N`` is the documented exit cod
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.reliability.readme import FIGURE_KEYS, README, SECTION_PATH, readme_section, render_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / "docs" / "setup.md"
@@ -161,6 +165,15 @@ def _run(line: str, background: _Background) -> tuple[int, str]:
 
 
 BLOCKS = docs_blocks(SETUP.read_text(encoding="utf-8"))
+
+
+def test_readme_figures_are_the_figures_file() -> None:
+    """The README's Reliability section (and README-section.md) is rendered from figures.json, unedited."""
+    figures = json.loads((ROOT / "tests" / "reliability" / "figures.json").read_text())
+    assert set(FIGURE_KEYS) <= set(figures), f"figures.json lacks {sorted(set(FIGURE_KEYS) - set(figures))}"
+    expected = render_section(figures)
+    assert readme_section(README.read_text()) == expected, "README.md's Reliability section: run `make figures`"
+    assert SECTION_PATH.read_text() == expected, "tests/reliability/README-section.md: run `make figures`"
 
 
 def test_setup_has_a_docs_test_block() -> None:

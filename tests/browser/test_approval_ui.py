@@ -12,6 +12,7 @@ import pytest
 from scimflow.config import load_config
 from tests.browser.chromium import CHROMIUM
 from tests.flows.flowkit import params, start_paused
+from tests.reliability.readme import writing_figures
 
 pytestmark = [
     pytest.mark.browser,
@@ -19,7 +20,8 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
 ]
 
-IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+#: Where ``make figures`` keeps the docs' screenshots (a plain test run writes them to its temp folder).
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 CREATED = {"ola.hansen@contoso.com", "per.berg@contoso.com"}  # the worked example's two planned creates
 COMMENT = "Preview checked: 2 creates, 1 update, 1 retirement."
 
@@ -31,15 +33,16 @@ def _preview(api_url: str, run_id: str, key: str) -> str:
     return str(artifact["data"])
 
 
-def test_approve_in_the_prefect_ui_applies_the_plan(ui_server, worked_example, chromium_page):
+def test_approve_in_the_prefect_ui_applies_the_plan(ui_server, worked_example, chromium_page, tmp_path):
     """An approver reads the preview artifact, approves in the UI's Resume form, and the run applies."""
     from playwright.sync_api import expect
     from prefect.flow_runs import resume_flow_run
 
     page = chromium_page
+    img = DOCS_IMG if writing_figures() else tmp_path
 
     expect.set_options(timeout=20_000)
-    IMG.mkdir(parents=True, exist_ok=True)
+    img.mkdir(parents=True, exist_ok=True)
     key = f"{load_config(worked_example.config).tenant_key}-sync-preview"
     run = start_paused(params(worked_example, approval_timeout=300))
     run_id = str(run.id)
@@ -61,7 +64,7 @@ def test_approve_in_the_prefect_ui_applies_the_plan(ui_server, worked_example, c
         expect(page.get_by_text(plan_hash, exact=True)).to_be_visible()
         for row in ("create 2", "update 1", "retire 1"):
             expect(page.get_by_role("row", name=row, exact=True)).to_be_visible()
-        page.screenshot(path=str(IMG / "preview.png"))
+        page.screenshot(path=str(img / "preview.png"))
 
         # Back on the run: Resume opens the form generated from ApplyApproval's JSON schema.
         page.go_back()
@@ -76,7 +79,7 @@ def test_approve_in_the_prefect_ui_applies_the_plan(ui_server, worked_example, c
         approve.click()
         expect(approve).to_have_attribute("aria-checked", "true")
         form.get_by_role("textbox").fill(COMMENT)  # the only text field (the lists start empty)
-        page.screenshot(path=str(IMG / "approval-form.png"))
+        page.screenshot(path=str(img / "approval-form.png"))
         form.get_by_role("button", name="Submit").click()
         expect(form).to_be_hidden()
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.reliability import harness
-from tests.reliability.readme import write_section
+from tests.reliability.readme import write_section, writing_figures
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -43,7 +43,7 @@ def scanner(request: pytest.FixtureRequest) -> Iterator[harness.SecretScanner]:
     """Every log record of the package at DEBUG, kept for the secret scan; figures written at the end.
 
     The figures (figures.json and the README's Reliability section) are written only after a full,
-    passing run of the whole package.
+    passing run of the whole package, and only by ``make figures`` (a test run changes no tracked file).
     """
     scan = harness.SecretScanner()
     scan.install()
@@ -52,7 +52,7 @@ def scanner(request: pytest.FixtureRequest) -> Iterator[harness.SecretScanner]:
         yield scan
     finally:
         scan.uninstall()
-        if _whole_suite(request.session):
+        if writing_figures() and _whole_suite(request.session):
             write_section(harness.write_figures())
 
 

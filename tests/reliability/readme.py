@@ -1,11 +1,26 @@
-"""The README's "Reliability" section, rendered from figures.json (the numbers are the suite's, not typed)."""
+"""The README's "Reliability" section, rendered from figures.json (the numbers are the suite's, not typed).
+
+A test run changes no tracked file: figures.json, README-section.md, the README's section (and the docs'
+screenshots, tests/browser) are written only when :data:`WRITE_ENV` is ``1``, which ``make figures`` sets;
+tests/test_docs.py checks that the README shows what figures.json holds.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIGURE_KEYS", "render_section", "write_section"]
+__all__ = ["FIGURE_KEYS", "WRITE_ENV", "readme_section", "render_section", "write_section", "writing_figures"]
+
+#: Set to ``1`` (``make figures``) to let a full run write the figures and the docs' screenshots.
+WRITE_ENV = "SCIMFLOW_WRITE_FIGURES"
+
+
+def writing_figures() -> bool:
+    """Whether this run writes the tracked figures and screenshots (``SCIMFLOW_WRITE_FIGURES=1``)."""
+    return os.environ.get(WRITE_ENV) == "1"
+
 
 #: The figures the suite counts (figures.json; the README section shows them).
 FIGURE_KEYS: tuple[str, ...] = (
@@ -30,9 +45,9 @@ _TEMPLATE = """\
 
 An identity sync that misfires retires good people or leaks credentials. `tests/reliability/` (part of
 `make test`) and `make soak` prove, end to end against the emulators over real sockets, that scimflow
-survives faults, refuses bad input, loses nothing and leaks nothing. Every figure below is written by the
-suite (`tests/reliability/figures.json`, with the time of the run) and copied here between the markers;
-none is typed by hand.
+survives faults, refuses bad input, loses nothing and leaks nothing. Every figure below is counted by the
+suite and written by `make figures` (`tests/reliability/figures.json`, with the time of the run), which
+copies it here between the markers; none is typed by hand, and a plain `make test` changes no file.
 
 | what | figure |
 |---|---|
@@ -71,12 +86,20 @@ make soak                      # 5 minutes of random faults and kills; SOAK_SECO
 
 
 def render_section(figures: dict[str, Any]) -> str:
+    """The section's markdown for ``figures`` (figures.json's content)."""
     values = {k: figures.get(k, 0) for k in (*FIGURE_KEYS, "written_at")}
     return _TEMPLATE.format(**values)
 
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
+
+
+def readme_section(readme: str) -> str | None:
+    """The README text between the markers (``None`` when the markers are missing)."""
+    if START not in readme or END not in readme:
+        return None
+    return readme.split(START, 1)[1].split(END, 1)[0].removeprefix("\n")
 
 
 def write_section(figures: dict[str, Any]) -> None:
