@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import logging
+import re
 import ssl
 import time
 import urllib.request
@@ -34,6 +35,7 @@ from scimflow.connectors.errors import (
 __all__ = [
     "RetryPolicy",
     "RetryableStatus",
+    "TokenRedactingFilter",
     "build_client",
     "default_transport",
     "parse_retry_after",
@@ -44,6 +46,41 @@ __all__ = [
 log = logging.getLogger("scimflow.http")
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+#: A query value whose name ends in "token" (``$deltatoken``, ``%24skiptoken``, ``skipToken``, ...).
+_TOKEN_VALUE = re.compile(r"""([?&][\w$%.\-]*token=)[^&#\s"'<>]+""", re.IGNORECASE)
+#: Libraries that log request URLs: httpx (INFO, every request), httpcore, urllib3 (msal's requests).
+_URL_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy",
+                "urllib3.connectionpool")  # fmt: skip
+
+
+class TokenRedactingFilter(logging.Filter):
+    """Replace token-bearing query values (Graph's ``$deltatoken`` / ``$skiptoken``) in a record with ``…``.
+
+    Installed on the loggers of the HTTP libraries (their records carry full URLs), so neither a delta
+    link nor a page token reaches any handler at any level, whoever configured the logging.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's problem, not ours
+            return True
+        if "token=" in message.lower():
+            redacted = _TOKEN_VALUE.sub(r"\1…", message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+def _install_redaction() -> None:
+    for name in _URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TokenRedactingFilter) for f in logger.filters):
+            logger.addFilter(TokenRedactingFilter())
+
+
+_install_redaction()
 
 
 def ssl_context(ca_bundle: Path | str | None = None) -> ssl.SSLContext:
