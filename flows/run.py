@@ -12,8 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
+from pydantic import ValidationError
 from rich.console import Console
+
+from scimflow.errors import ScimflowError
+from scimflow.sync_params import add_sync_arguments, params_from_namespace
+from scimflow.vocab import ROW_ACTIONS
 
 __all__ = ["main", "print_result"]
 
@@ -26,17 +32,18 @@ def _prefect_secret(name: str) -> str:
     return str(block.get())
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error exits 1, as every scimflow verb does (2 means "rows to look at" in the contract)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m flows.run", description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="scimflow.yaml", help="the scimflow.yaml to use")
-    p.add_argument("--rules", default=None, help="a rule set overriding the config's")
-    p.add_argument("--approve", action="store_true", help="approve on the command line (recorded as such)")
-    p.add_argument("--user", default=None, help="sync one user (UPN) only")
-    p.add_argument("--mode", choices=["preview", "approve", "auto"], default="approve")
-    p.add_argument("--timeout", type=int, default=3600, help="seconds to wait for approval")
-    p.add_argument("--no-wait-for-held", action="store_true", help="auto mode: end with over-budget classes held")
-    p.add_argument("--full", action="store_true", help="read all Entra users even when a delta link is stored")
-    p.add_argument("--poll-interval", type=int, default=2, help="seconds between approval checks while paused")
+    """The sync options (derived from :class:`~scimflow.sync_params.SyncParams`) and ``--result-json``."""
+    p = _Parser(prog="python -m flows.run", description=__doc__.splitlines()[0])
+    add_sync_arguments(p)
     p.add_argument("--result-json", type=Path, default=None, help="also write the run's result as JSON here")
     return p
 
@@ -50,9 +57,7 @@ def print_result(result: object, console: Console) -> None:
     console.print(f"[bold]sync {result.status}[/bold] (exit {result.exit_code})  plan {result.plan_hash[:12]}")
     console.print(
         "  planned: "
-        + ", ".join(
-            f"{a} {c.get(a, 0)}" for a in ("create", "update", "retire", "reactivate", "quarantine", "conflict")
-        )
+        + ", ".join(f"{a} {c.get(a, 0)}" for a in ROW_ACTIONS)
         + f"; unchanged {c.get('unchanged', 0)}, unmanaged {c.get('unmanaged', 0)}"
     )
     g = result.guardrails
@@ -79,27 +84,22 @@ def print_result(result: object, console: Console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the flow once and return the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     console = Console(highlight=False, soft_wrap=True)
-    from scimflow.config import ConfigError, register_secret_resolver
+    try:
+        params = params_from_namespace(args)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        parser.error(problems)
+    from scimflow.config import register_secret_resolver
 
     register_secret_resolver("prefect-secret", _prefect_secret)
-    from flows.sync import SyncParams, sync_users
+    from flows.sync import sync_users
 
-    params = SyncParams(
-        config=str(Path(args.config).resolve()),
-        rules=str(Path(args.rules).resolve()) if args.rules else None,
-        mode=args.mode,
-        user=args.user,
-        approval_timeout=args.timeout,
-        cli_approved=args.approve,
-        wait_for_held=not args.no_wait_for_held,
-        full=args.full,
-        poll_interval=args.poll_interval,
-    )
     try:
         result = sync_users(params)
-    except ConfigError as exc:
+    except ScimflowError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
     except Exception as exc:  # noqa: BLE001 - the process boundary: report any failure as exit 1

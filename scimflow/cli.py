@@ -7,20 +7,55 @@ its implementation lazily, so ``scimflow --help`` is fast.
 
 from __future__ import annotations
 
+import inspect
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
+from typer._click.core import Context  # typer vendors click (0.2x) and re-exports neither of these
+from typer._click.exceptions import UsageError
+from typer.core import TyperGroup
 
-__all__ = ["app", "main"]
+from scimflow.errors import ScimflowError
+from scimflow.sync_params import SYNC_FLAGS, SyncFlag
+
+__all__ = ["ScimflowGroup", "app", "main"]
+
+
+class ScimflowGroup(TyperGroup):
+    """Every verb's usage error exits 1 (click's 2 means "rows to look at" in the contract), and any
+    :class:`ScimflowError` a verb lets escape is printed as ``error: ...`` with exit 1, never a traceback."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Context | None = None, **extra: Any
+    ) -> Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except UsageError as exc:
+            exc.exit_code = 1  # type: ignore[misc]
+            raise
+
+    def invoke(self, ctx: Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            exc.exit_code = 1  # type: ignore[misc]
+            raise
+        except ScimflowError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
 
 app = typer.Typer(
     name="scimflow",
+    cls=ScimflowGroup,
     help="Keep SuperOffice CRM users in step with Microsoft Entra ID: plan, preview, approve, apply.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: typer's rich help prints a type (<bool>) after every flag
 )
 rules_app = typer.Typer(help="Check and test rule sets.", no_args_is_help=True)
 links_app = typer.Typer(
@@ -35,8 +70,30 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The scimflow.ya
 RulesOpt = Annotated[Path | None, typer.Option("--rules", "-r", help="A rule set overriding the config's `rules`.")]
 
 
-def _exit(code: int) -> None:
+def _exit(code: int) -> NoReturn:
     raise typer.Exit(code)
+
+
+def _version() -> str:
+    try:
+        return version("scimflow")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"scimflow {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Keep SuperOffice CRM users in step with Microsoft Entra ID: plan, preview, approve, apply."""
 
 
 @app.command()
@@ -120,19 +177,47 @@ def plan(
     _exit(run_plan(config=config, rules=rules, out=out, full=full))
 
 
-@app.command()
-def sync(
-    config: ConfigOpt = Path("scimflow.yaml"),
-    rules: RulesOpt = None,
-    approve: Annotated[bool, typer.Option("--approve", help="Approve on the command line (recorded as such).")] = False,
-    user: Annotated[str | None, typer.Option("--user", help="Sync one user (UPN) only.")] = None,
-    mode: Annotated[str | None, typer.Option("--mode", help="preview | approve | auto (default: approve)")] = None,
-    timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for approval.")] = 3600,
-) -> None:
-    """The whole flow as a Prefect flow run. Exit 0 all applied, 3 some not applied, 1 error."""
-    from scimflow.commands.sync_cmd import run_sync
+def _sync_option(f: SyncFlag) -> inspect.Parameter:
+    """The typer option of one sync flag (scimflow.sync_params.SYNC_FLAGS, derived from SyncParams)."""
+    names = [f.flag, *([f.short] if f.short else [])]
+    annotation: Any
+    default: Any = f.default
+    if f.kind is bool:
+        annotation = Annotated[bool, typer.Option(*names, help=f.text)]
+        default = False  # the flag's presence; a negated flag turns the field off
+    elif f.choices:
+        annotation = Annotated[Literal[f.choices], typer.Option(*names, help=f.text)]  # type: ignore[valid-type]
+    elif f.is_path:
+        annotation = Annotated[Path | None if default is None else Path, typer.Option(*names, help=f.text)]
+        default = None if default is None else Path(str(default))
+    elif f.kind is int:
+        annotation = Annotated[int, typer.Option(*names, help=f.text)]
+    else:
+        annotation = Annotated[str | None if default is None else str, typer.Option(*names, help=f.text)]
+    return inspect.Parameter(f.dest, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
 
-    _exit(run_sync(config=config, rules=rules, approve=approve, user=user, mode=mode, timeout=timeout))
+
+def sync(**values: Any) -> None:
+    """The whole flow as a Prefect flow run. Exit 0 all applied, 3 some not applied, 1 error."""
+    from pydantic import ValidationError
+
+    from scimflow.commands.sync_cmd import run_sync
+    from scimflow.sync_params import params_from_namespace
+
+    for f in SYNC_FLAGS:
+        if f.negated:
+            values[f.dest] = not values[f.dest]
+    try:
+        params = params_from_namespace(values)
+    except ValidationError as exc:
+        flags = {f.field: f.flag for f in SYNC_FLAGS}
+        problems = "; ".join(f"{flags.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
+        raise UsageError(problems) from None
+    _exit(run_sync(params))
+
+
+sync.__signature__ = inspect.Signature([_sync_option(f) for f in SYNC_FLAGS])  # type: ignore[attr-defined]
+app.command("sync")(sync)
 
 
 @app.command()

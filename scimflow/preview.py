@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scimflow.plan import COUNT_KEYS
+from scimflow.vocab import COUNT_KEYS, ROW_ACTIONS
 
 if TYPE_CHECKING:
     from scimflow.apply import ApplyReport, PlanRow
@@ -32,7 +32,6 @@ __all__ = [
 
 #: Rows shown in the changes table; the full plan is in the plan files.
 TABLE_CAP = 200
-_COUNT_ORDER = COUNT_KEYS  # the nine summary counts, in summary.json order
 _RISKY_FIELDS = ("user_plan", "role")
 
 
@@ -138,7 +137,7 @@ def preview_markdown(
     ]
     lines += _guardrail_lines(summary)
     lines += ["", "| action | count |", "|---|---:|"]
-    lines += [f"| {a} | {int(summary.get(a, 0))} |" for a in _COUNT_ORDER]
+    lines += [f"| {a} | {int(summary.get(a, 0))} |" for a in COUNT_KEYS]
     hits = rule_hits(rows)
     if hits:
         lines += ["", "**Rule hits** (planned rows):", "", "| rule | rows |", "|---|---:|"]
@@ -162,7 +161,7 @@ def preview_markdown(
 
 def approval_description(summary: dict[str, Any], *, plan_dir: Path | str, preview_key: str) -> str:
     """The approval form's description: the counts, the verdict and the plan hash it binds to."""
-    counts = ", ".join(f"{a} {int(summary.get(a, 0))}" for a in _COUNT_ORDER[:6])
+    counts = ", ".join(f"{a} {int(summary.get(a, 0))}" for a in ROW_ACTIONS)
     lines = [
         "## Approve this plan?",
         "",
@@ -218,6 +217,6 @@ def report_markdown(
 def summary_line(summary: dict[str, Any]) -> str:
     """One line of counts, for logs and the console."""
     return (
-        ", ".join(f"{a} {int(summary.get(a, 0))}" for a in _COUNT_ORDER)
+        ", ".join(f"{a} {int(summary.get(a, 0))}" for a in COUNT_KEYS)
         + f"; guardrails {json.dumps(summary.get('guardrails', {}).get('verdict'))}"
     )

@@ -18,21 +18,13 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from scimflow.plan import COUNT_KEYS
+from scimflow.errors import ScimflowError
+from scimflow.vocab import COUNT_KEYS
 
 __all__ = ["print_plan_summary", "rules_check", "run_explain", "run_plan"]
 
-_ACTIONS = COUNT_KEYS  # the nine summary counts, in summary.json order
-
-
-def _known_errors() -> tuple[type[Exception], ...]:
-    from scimflow.config import ConfigError
-    from scimflow.connectors.errors import ConnectorError
-    from scimflow.rules import RuleError
-    from scimflow.schemas import SchemaViolation
-    from scimflow.state import StateError
-
-    return (ConfigError, ConnectorError, RuleError, SchemaViolation, StateError, OSError)
+#: What these verbs report as ``error: ...`` with exit 1 (a file that cannot be read or written included).
+_ERRORS: tuple[type[Exception], ...] = (ScimflowError, OSError)
 
 
 def print_plan_summary(summary: dict[str, Any], out: Path, console: Console) -> None:
@@ -40,7 +32,7 @@ def print_plan_summary(summary: dict[str, Any], out: Path, console: Console) -> 
     table = Table(title=f"plan {str(summary.get('plan_hash', ''))[:12]}", show_edge=False)
     table.add_column("action")
     table.add_column("users", justify="right")
-    for a in _ACTIONS:
+    for a in COUNT_KEYS:
         table.add_row(a, str(summary.get(a, 0)))
     console.print(table)
     g = summary.get("guardrails", {})
@@ -67,7 +59,7 @@ def run_plan(config: Path, rules: Path | None, out: Path | None, full: bool) -> 
         cfg = load_config(config)
         target = Path(out) if out is not None else Path(cfg.out_dir)
         outcome, _, _ = pipeline.run_plan_stages(cfg, rules=rules, out=target, full=full)
-    except _known_errors() as exc:
+    except _ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
     print_plan_summary(outcome.summary, outcome.out, console)
@@ -139,7 +131,7 @@ def run_explain(config: Path, rules: Path | None, upn: str) -> int:
             explain = json.loads(p.get("explain") or "{}")
             if explain.get("matched_by"):
                 console.print(f"  matched by: {explain['matched_by']}")
-    except _known_errors() as exc:
+    except _ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
     return 0
@@ -157,7 +149,7 @@ def rules_check(path: Path, config: Path | None) -> int:
     console = Console(highlight=False, soft_wrap=True)
     try:
         reference = pipeline.extract_superoffice(load_config(config)).reference
-    except _known_errors() as exc:
+    except _ERRORS as exc:
         console.print(f"[red]error:[/red] cannot read the tenant's reference lists: {exc}")
         return 1
     return int(rules_cmd.check(path, reference=reference))

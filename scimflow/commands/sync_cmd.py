@@ -25,10 +25,11 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from scimflow.emulators.serve import free_port
 from scimflow.files import private_folder, write_private
+from scimflow.netutil import free_port
+from scimflow.sync_params import Mode, SyncParams, sync_argv
 
-__all__ = ["LocalPrefectServer", "flow_command", "prefect_env", "run_sync", "state_folder"]
+__all__ = ["LocalPrefectServer", "flow_argv", "flow_command", "prefect_env", "run_sync", "state_folder"]
 
 #: Seconds to wait for a fresh Prefect server (30 s is typical on 2 cores with a fresh database).
 SERVER_START_TIMEOUT = 120.0
@@ -200,30 +201,35 @@ def prefect_api(home: Path, console: Console, *, ui: bool) -> Iterator[dict[str,
             server.stop()
 
 
+def flow_argv(params: SyncParams, *, result_json: Path | None = None, extra: list[str] | None = None) -> list[str]:
+    """The ``python -m flows.run`` command line that runs the flow with ``params``."""
+    cmd = [sys.executable, "-m", "flows.run", *sync_argv(params)]
+    if result_json is not None:
+        cmd += ["--result-json", str(result_json)]
+    return cmd + list(extra or [])
+
+
 def flow_command(
     config: Path,
     *,
     rules: Path | None = None,
     approve: bool = False,
     user: str | None = None,
-    mode: str | None = None,
+    mode: Mode | None = None,
     timeout: int = 3600,
     result_json: Path | None = None,
     extra: list[str] | None = None,
 ) -> list[str]:
-    """The ``python -m flows.run`` command line for these options."""
-    cmd = [sys.executable, "-m", "flows.run", "--config", str(Path(config).resolve()), "--timeout", str(timeout)]
-    if rules is not None:
-        cmd += ["--rules", str(Path(rules).resolve())]
-    if approve:
-        cmd.append("--approve")
-    if user:
-        cmd += ["--user", user]
-    if mode:
-        cmd += ["--mode", mode]
-    if result_json is not None:
-        cmd += ["--result-json", str(result_json)]
-    return cmd + list(extra or [])
+    """:func:`flow_argv` for the options ``scimflow demo`` uses (``None`` = the default)."""
+    params = SyncParams(
+        config=str(config),
+        rules=None if rules is None else str(rules),
+        cli_approved=approve,
+        user=user,
+        mode=mode or "approve",
+        approval_timeout=timeout,
+    )
+    return flow_argv(params, result_json=result_json, extra=extra)
 
 
 def read_result(path: Path) -> dict[str, Any] | None:
@@ -235,14 +241,12 @@ def read_result(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def run_sync(config: Path, rules: Path | None, approve: bool, user: str | None, mode: str | None, timeout: int) -> int:
+def run_sync(params: SyncParams) -> int:
     """Run the flow once; return the contract's exit code (0 all applied, 3 some not applied, 1 error)."""
     console = Console(highlight=False, soft_wrap=True)
-    if mode not in (None, "preview", "approve", "auto"):
-        console.print(f"[red]error:[/red] --mode must be preview, approve or auto, not {mode!r}")
-        return 1
     from scimflow.config import ConfigError, load_config
 
+    config = Path(params.config)
     try:
         load_config(config)
     except ConfigError as exc:
@@ -250,10 +254,10 @@ def run_sync(config: Path, rules: Path | None, approve: bool, user: str | None, 
         return 1
     home = state_folder(config) / "prefect"
     try:
-        with prefect_api(home, console, ui=not approve) as env:
-            if not approve and mode != "preview" and mode != "auto":
+        with prefect_api(home, console, ui=not params.cli_approved) as env:
+            if not params.cli_approved and params.mode == "approve":
                 console.print("The run will pause for approval; approve it in the Prefect UI (URL in the log below).")
-            cmd = flow_command(config, rules=rules, approve=approve, user=user, mode=mode, timeout=timeout)
+            cmd = flow_argv(params)
             return subprocess.call(cmd, env=env, umask=0o077)  # results it stores in the home: owner-only
     except RuntimeError as exc:
         console.print(f"[red]error:[/red] {exc}")

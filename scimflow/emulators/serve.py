@@ -16,6 +16,8 @@ from typing import Any
 
 import uvicorn
 
+from scimflow.netutil import free_port  # re-exported: the emulators' callers and tests use it from here
+
 __all__ = ["TIMER_GRAIN", "DateHeader", "ServedApp", "answer_at", "free_port", "serve_in_thread", "wait_accepting"]
 
 
@@ -61,13 +63,6 @@ class DateHeader:
             await send(message)
 
         await self.app(scope, receive, with_date)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_accepting(host: str, port: int, timeout: float = 20.0) -> None:

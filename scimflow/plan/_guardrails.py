@@ -7,11 +7,12 @@ from typing import Any, Literal
 
 from scimflow.config import Guardrails
 from scimflow.plan._planner import Plan
+from scimflow.vocab import CHANGE_ACTIONS
 
 __all__ = ["CHANGE_CLASSES", "GuardrailVerdict", "evaluate_guardrails"]
 
-#: The action classes that change SuperOffice (and count against ``max_changes``).
-CHANGE_CLASSES: tuple[str, ...] = ("create", "update", "retire", "reactivate")
+#: The action classes that change SuperOffice (and count against ``max_changes``): the vocabulary's.
+CHANGE_CLASSES: tuple[str, ...] = CHANGE_ACTIONS
 Verdict = Literal["ok", "over_budget", "source_unhealthy"]
 
 
