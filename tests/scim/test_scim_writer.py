@@ -250,3 +250,50 @@ def test_writer_where_listing_is_refused(tmp_path: Path) -> None:
         g["displayName"]: {m["value"] for m in g.get("members", [])} for g in outside.get("Groups").json()["Resources"]
     }
     assert groups == {"scimflow:role:Sales": {first["bob@x"].associate_id}, "scimflow:role:Manager": {ada}}
+
+
+def emulator_writer(
+    server: Any, monkeypatch: pytest.MonkeyPatch, token: str | None = None, group_names: tuple[str, ...] = ()
+) -> ScimWriter:
+    """A ScimWriter on a running SCIM emulator over HTTPS (TLS verified against its CA)."""
+    monkeypatch.setenv("H6_EMU_TOKEN", token or server.token)
+    config = ScimConfig.model_validate(
+        {"base_url": server.base_url, "token": "env:H6_EMU_TOKEN", "dialect": "rfc", "write_concurrency": 4}
+    )
+    return ScimWriter(config, ca_bundle=server.ca_bundle, policy=FAST, group_names=group_names)
+
+
+def test_faults_over_https_429_storm_503_burst_and_refused_listing(
+    scim_rfc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over real sockets: a storm of 429s and a burst of 503s (Retry-After) and a server refusing lists; every
+    row is applied once: no duplicate userName, every membership there."""
+    scim_rfc.settings(throttle_next=4, error_next=3, retry_after="0.01", list_users=False)
+    users = [new_user(f"u{i}@x", f"oid-{i}", role="Sales") for i in range(8)]
+    with emulator_writer(scim_rfc, monkeypatch, group_names=("scimflow:role:Sales",)) as writer:
+        with StateStore(f"sqlite:///{tmp_path}/state.db") as store:
+            result = apply(store, writer, users)
+    assert {r.outcome for r in result.values()} == {"applied"}
+    snap = scim_rfc.snapshot()
+    assert sorted(u["userName"] for u in snap["users"]) == sorted(f"u{i}@x" for i in range(8))
+    (group,) = snap["groups"]
+    assert group["displayName"] == "scimflow:role:Sales"
+    assert {m["value"] for m in group["members"]} == {r.associate_id for r in result.values()}
+    stats = scim_rfc.stats()
+    assert stats["throttled"] >= 4 and stats["errors"] >= 3, stats
+    with emulator_writer(scim_rfc, monkeypatch) as reader:
+        frame, _ = read_scim_state(reader.client, users=[(f"U{i}@x", None) for i in range(8)])
+    assert scim_rfc.stats()["refused_listings"] >= 1
+    assert frame.height == 8 and set(frame["role"].to_list()) == {"Sales"}
+
+
+def test_token_refused_over_https_applies_nothing(
+    scim_rfc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused token (401) ends the apply with an AuthError that says so; the server holds nothing."""
+    from scimflow.connectors.errors import AuthError
+
+    with emulator_writer(scim_rfc, monkeypatch, token="not-the-token") as writer:
+        with StateStore(f"sqlite:///{tmp_path}/state.db") as store, pytest.raises(AuthError, match="token refused"):
+            apply(store, writer, [new_user("ada@x", "oid-a", role="Sales")])
+    assert scim_rfc.snapshot() == {"users": [], "groups": []}
