@@ -46,7 +46,7 @@ def run_demo(interactive: bool, users: int, seed: int, workdir: Path) -> int:
     from scimflow.emulators.host import EmulatorHost
 
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the emulators' secret files
     _fresh_state(workdir)
     t0 = time.monotonic()
     home = workdir / ".scimflow" / "prefect"

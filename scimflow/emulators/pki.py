@@ -36,7 +36,7 @@ def _key() -> rsa.RSAPrivateKey:
 
 def make_tls_files(folder: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")) -> TlsFiles:
     """Create a CA and a server certificate for ``hosts`` in ``folder``; return their paths."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scimflow emulator CA")])
