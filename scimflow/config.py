@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from scimflow.errors import ConfigError
+from scimflow.yamlsafe import UnsafeYamlError, safe_load
 
 __all__ = [
     "Budget",
@@ -494,7 +495,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         msg = f"{p}: cannot read the configuration: {exc.strerror}"
         raise ConfigError(msg) from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)  # no anchors or aliases; size, value count and depth capped
+    except UnsafeYamlError as exc:
+        where = f" at line {exc.line}" if exc.line is not None else ""
+        msg = f"{p}: YAML refused{where}: {exc.problem}"
+        raise ConfigError(msg) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import unicodedata
 from pathlib import Path
 
 import polars as pl
@@ -229,19 +231,19 @@ def test_hostile_expressions_are_refused_before_parsing(tmp_path, expr, monkeypa
 
 def test_subquery_on_a_missing_path_is_our_error_not_a_file_error(tmp_path):
     """A subquery naming a file that does not exist gives RuleError, not FileNotFoundError (no file touched)."""
-    rs = ruleset(
-        "  - name: Sneaky\n    when: {expr: \"userPrincipalName IN (SELECT * FROM read_csv('/no/such.csv'))\"}\n"
-    )
     with pytest.raises(RuleError, match="Sneaky"):
-        compile_rules(rs)
+        compile_rules(
+            ruleset(
+                "  - name: Sneaky\n    when: {expr: \"userPrincipalName IN (SELECT * FROM read_csv('/no/such.csv'))\"}\n"
+            )
+        )
 
 
 @pytest.mark.parametrize(("expr", "words"), INVALID, ids=[w for _, w in INVALID])
 def test_invalid_expressions_name_rule_and_column(expr, words):
     """Invalid SQL, unknown columns and non-boolean conditions are load-time errors naming the rule."""
-    rs = ruleset(f"  - name: Broken\n    when: {{expr: {json.dumps(expr)}}}\n")
     with pytest.raises(RuleError) as info:
-        compile_rules(rs)
+        compile_rules(ruleset(f"  - name: Broken\n    when: {{expr: {json.dumps(expr)}}}\n"))
     assert info.value.rule == "Broken"
     assert info.value.line == 5
     assert words in str(info.value)
@@ -275,6 +277,113 @@ def test_mapping_expressions_are_checked_too():
 def test_benign_expressions_compile(expr):
     """Ordinary expressions, including query words inside strings, are accepted."""
     compile_rules(ruleset(f"  - name: Fine\n    when: {{expr: {json.dumps(expr)}}}\n"))
+
+
+DOCS = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+DOC_EXPRS = [e for e in re.findall(r'expr: "((?:[^"\\]|\\.)*)"', DOCS) if e != "…"]
+
+
+@pytest.mark.parametrize("expr", DOC_EXPRS, ids=[f"doc-{i}" for i in range(len(DOC_EXPRS))])
+def test_every_expression_in_the_docs_compiles(expr):
+    """Each `expr:` example in docs/rules.md passes the guard and compiles."""
+    compile_rules(ruleset(f"  - name: Doc\n    when: {{expr: {json.dumps(expr)}}}\n"))
+
+
+def test_docs_have_expression_examples():
+    """The docs' examples are found (so the test above covers something)."""
+    assert len(DOC_EXPRS) >= 8
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "replace(lower(userPrincipalName), '@old.example', '@new.example.com') = 'a@new.example.com'",
+        "lpad(employeeId, 8, '0') = '00000042'",
+        "country ~ '^N' OR country RLIKE '^S' OR country REGEXP '^D'",
+        "regexp_like(mail, '@contoso\\.(no|se)$', 'i')",
+        "country !~* '^x' AND employeeId::int > 10",
+        "coalesce(array_get(businessPhones, 1), mobilePhone) IS NOT NULL",
+        "length(jobTitle) BETWEEN 1 AND 2.5e2",
+    ],
+    ids=["replace-domain", "lpad", "regex-operators", "regex-flags", "not-regex-cast", "array-get", "numbers"],
+)
+def test_bounded_forms_compile_and_evaluate(expr):
+    """Regex operators, a bounded replace and lpad, casts and number literals are accepted and evaluate."""
+    rows = evaluate(
+        f"  - name: Fine\n    when: {{expr: {json.dumps(expr)}}}\n",
+        {"id": "u1", "userPrincipalName": "a@old.example", "country": "NO", "employeeId": "42", "mail": "a@CONTOSO.no"},
+    )
+    assert len(rows) == 1
+
+
+REFUSED = [
+    ("a" * 16_385, "the limit is 16,384"),
+    (" OR ".join(["accountEnabled"] * 300), "more than 500 parts"),
+    ("(" * 25 + "accountEnabled" + ")" * 25, "nested more than 24 deep"),
+    ("x" * 65 + " IS NULL", "the limit is 64"),
+    ("log2.abs(8) > 1", "dotted names"),
+    ('"os" . "system"(\'id\') = 0', "dotted names"),
+    (
+        "replace(replace(replace(replace(replace(mail, 'a', 'aa'), 'a', 'aa'), 'a', 'aa'), 'a', 'aa'), 'a', 'aa') = ''",
+        "16 times",
+    ),
+    ("replace(mail, '', 'x') = ''", "must not be empty"),
+    ("replace(mail, department, 'x') = ''", "'from' must be one quoted text"),
+    ("rpad(mail, 257) = ''", "up to 256"),
+    ("regexp_replace(mail, 'a', 'b') = ''", "function 'regexp_replace' is not allowed"),
+    ("regexp_like(mail, '(')", "invalid regular expression"),
+    ("regexp_like(mail, '\\w{100}')", "too big"),
+    ("regexp_like(mail, 'a{5000}')", "counted repetition of 5,000"),
+    ("regexp_like(mail, '(?=a)')", "look-ahead"),
+    ("regexp_like(mail, '\\Z')", "for Polars"),
+    ("regexp_like(mail, 'a', 'q')", "flags"),
+    ("regexp_like(mail, department)", "pattern must be one quoted text"),
+    ("mail ~ 'a' || '('", "followed by one quoted regular expression"),
+    ("mail RLIKE department", "followed by one quoted regular expression"),
+    ("mail = 'a' 'b'", "two texts in a row"),
+    ("mail = X'41'", "prefixed"),
+    ("mail = ?", "placeholders"),
+    ("mail = :m", "placeholders"),
+    ("1e5abc = 1", "directly after a number"),
+]
+
+
+@pytest.mark.parametrize(("expr", "words"), REFUSED, ids=[w for _, w in REFUSED])
+def test_unbounded_or_unsafe_expressions_are_load_errors(expr, words):
+    """Oversized, deep, dotted, growing and bad-regex expressions are refused at load, naming rule and line."""
+    with pytest.raises(RuleError) as info:
+        ruleset(f"  - name: Bad\n    when:\n      expr: {json.dumps(expr)}\n")
+    assert (info.value.rule, info.value.line) == ("Bad", 6)
+    assert words in str(info.value)
+
+
+SEPARATORS = sorted(
+    {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) in {"Zs", "Zl", "Zp", "Cc", "Cf"}}
+    - {" ", "\t", "\n", "\r"}
+)
+
+
+def test_no_separator_code_point_can_hide_a_subquery_or_a_call():
+    """Every Unicode space, separator, control and format character outside quotes is refused."""
+    assert len(SEPARATORS) > 150
+    for sep in SEPARATORS:
+        for expr in (f"mail{sep}IN{sep}(SELECT{sep}1)", f"read_csv{sep}('/etc/passwd') IS NULL", f"a{sep}.b = 1"):
+            with pytest.raises(RuleError, match=r"not allowed|unterminated|YAML|should match pattern") as info:
+                ruleset(f"  - name: Sep\n    when: {{expr: {json.dumps(expr)}}}\n")
+            assert info.value.line == 5 or "YAML" in str(info.value), (hex(ord(sep)), str(info.value))
+
+
+def test_yaml_anchors_aliases_and_bombs_are_refused_with_the_line():
+    """Anchors, aliases (a bomb, a self-reference) are refused before anything is built, naming the line."""
+    with pytest.raises(RuleError, match=r"t\.yaml:5: anchors \(&s\)"):
+        ruleset("  - name: A\n    when: &s {all: true}\n  - name: B\n    when: *s\n")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    with pytest.raises(RuleError, match=r"t\.yaml:1: anchors"):
+        parse_rules(bomb + HEAD + "  - {name: A, when: {all: true}}\n", source="t.yaml")
+    with pytest.raises(RuleError, match=r"t\.yaml:2: anchors \(&loop\)"):
+        parse_rules("version: 1\nrules: &loop [{name: A, when: {all: true}}, *loop]\n", source="t.yaml")
 
 
 # -- conditions --------------------------------------------------------------------------------------

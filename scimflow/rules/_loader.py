@@ -9,9 +9,14 @@ from pydantic import ValidationError
 
 from scimflow.rules._errors import RuleError
 from scimflow.rules._models import RuleSet
+from scimflow.rules._sql import ExprError, check_text
 from scimflow.rules._yaml import YamlError, load_with_lines
+from scimflow.yamlsafe import MAX_YAML_BYTES
 
-__all__ = ["load_rules", "parse_rules"]
+__all__ = ["MAX_FILE_TOKENS", "load_rules", "parse_rules"]
+
+#: Expression tokens in one rule file, all expressions together (each is also capped on its own).
+MAX_FILE_TOKENS = 10_000
 
 
 def load_rules(path: Path | str) -> RuleSet:
@@ -23,9 +28,16 @@ def load_rules(path: Path | str) -> RuleSet:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
         raise RuleError(f"cannot read the rule file: {exc.strerror}", file=str(p)) from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise RuleError(f"the rule file is larger than {MAX_YAML_BYTES:,} bytes", file=str(p))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"the rule file is not UTF-8 text (byte {exc.start})", file=str(p)) from None
     return parse_rules(text, source=str(p))
 
 
@@ -45,7 +57,33 @@ def parse_rules(text: str, *, source: str = "<rules>") -> RuleSet:
     ruleset._lines = lines
     for path, rule, problem in ruleset.problems():
         raise RuleError(problem, file=source, line=ruleset.line_of(path), rule=rule)
+    _check_expressions(ruleset, source)
     return ruleset
+
+
+def _check_expressions(ruleset: RuleSet, source: str) -> None:
+    """Refuse an unsafe or oversized expression now, so that no caller ever hands one to Polars."""
+    exprs: list[tuple[tuple[str | int, ...], str | None, str, str]] = [
+        (("mapping", name), None, f"mapping {name}", text) for name, text in ruleset.mapping.items()
+    ]
+    exprs += [
+        (("rules", i, "when", "expr"), rule.name, "when.expr", rule.when.expr)
+        for i, rule in enumerate(ruleset.rules)
+        if rule.when.expr is not None
+    ]
+    total = 0
+    for path, rule, what, text in exprs:
+        try:
+            total += check_text(text)
+        except ExprError as exc:
+            raise RuleError(f"{what}: {exc}", file=source, line=ruleset.line_of(path), rule=rule) from None
+        if total > MAX_FILE_TOKENS:
+            raise RuleError(
+                f"{what}: the expressions of this file have more than {MAX_FILE_TOKENS:,} parts together",
+                file=source,
+                line=ruleset.line_of(path),
+                rule=rule,
+            )
 
 
 def _rule_name(data: dict[str, Any], loc: tuple[str | int, ...]) -> str | None:

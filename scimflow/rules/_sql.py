@@ -1,36 +1,39 @@
 """Safe compilation of rule expressions (Polars SQL) into ``pl.Expr``.
 
 ``pl.sql_expr`` never runs Python, but a subquery inside it is planned at *parse* time, and its table
-functions (``read_csv('/path')``) open files then. So the text is checked before it reaches Polars:
-a small lexer removes string literals and quoted identifiers (under both quoting conventions, with and
-without backslash escapes, so neither can hide anything), then refuses query keywords (``SELECT``,
-``FROM``, ``VALUES``, ...), comments, ``;``, ``$``, dunder names, dotted access and any function not on an
-allow-list. Only then is the text parsed, and the columns it reads are checked against the allowed ones.
+functions (``read_csv('/path')``) open files then; long operator chains take quadratic time to plan and
+very long ones crash it; nested ``replace`` calls can grow a value exponentially. So the text is checked
+before it reaches Polars, by :func:`check_text`: a single-pass tokenizer (``_tokens``) caps the length,
+the number of tokens and the nesting, reads string literals and quoted identifiers (under both quoting
+conventions, with and without backslash escapes, so neither can hide anything) and allows only plain
+ASCII outside quotes (no comments, ``;``, ``$``, dunder or dotted names). The tokens are then checked:
+no query keyword (``SELECT``, ``FROM``, ``VALUES``, ...), every call on the allow-list, every regular
+expression a literal that compiles and is small (``_regex``), ``replace``/``lpad``/``rpad`` bounded.
+Only then is the text parsed, and the columns it reads are checked against the allowed ones.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable
 
 import polars as pl
 
-__all__ = ["ALLOWED_FUNCTIONS", "ExprError", "check_text", "compile_sql"]
+from scimflow.rules._regex import check_flags, check_pattern
+from scimflow.rules._tokens import ExprError, Token, tokenize
+
+__all__ = ["ALLOWED_FUNCTIONS", "MAX_GROWTH", "MAX_PAD", "ExprError", "check_text", "compile_sql"]
 
 
-class ExprError(ValueError):
-    """An expression is unsafe, invalid, or reads a column that does not exist."""
-
-
-#: Scalar SQL functions a rule expression may call (lower case). Table functions are never allowed.
+#: Scalar SQL functions a rule expression may call (lower case). Table functions are never allowed, and
+#: neither are functions whose output can grow without bound (``repeat``, ``regexp_replace``): ``replace``,
+#: ``lpad`` and ``rpad`` are allowed with literal arguments and a bounded growth (see below).
 ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
     {
         # text
         "lower", "upper", "trim", "ltrim", "rtrim", "btrim", "length", "char_length", "character_length",
         "octet_length", "concat", "concat_ws", "left", "right", "substr", "replace", "reverse", "starts_with",
-        "ends_with", "strpos", "split_part", "initcap", "lpad", "rpad", "regexp_like", "regexp_replace",
-        "normalize",
+        "ends_with", "strpos", "split_part", "initcap", "lpad", "rpad", "regexp_like", "normalize",
         # null handling and comparison
         "coalesce", "nullif", "ifnull", "nvl", "greatest", "least",
         # lists (``groups``, ``group_ids``, ``businessPhones``)
@@ -51,67 +54,125 @@ _FORBIDDEN_WORDS = frozenset(
     }
 )  # fmt: skip
 
-_WORD = re.compile(r"[^\W\d]\w*")
-_CALL = re.compile(r"([^\W\d]\w*|\"q\"|`q`)\s*\(")
-_DOTTED = re.compile(r"[A-Za-z_\"`)\]]\s*\.\s*[A-Za-z_\"`(]")
+#: Operators and keywords whose right-hand side is a regular expression.
+_REGEX_OPERATORS = frozenset({"~", "~*", "!~", "!~*", "rlike", "regexp"})
+#: What may follow a regex literal after an operator (so that nothing is appended to the pattern).
+_AFTER_PATTERN = frozenset({")", ",", "and", "or", "then", "else", "end", "when"})
+#: How many times ``replace`` calls together may multiply a value's length, and the longest pad.
+MAX_GROWTH = 16
+MAX_PAD = 256
+_KEYWORDS = frozenset({"in", "and", "or", "not", "any", "all", "then", "else", "when", "case", "like", "ilike", "is"})
 
 
-def _strip(text: str, *, backslash: bool) -> str:
-    """``text`` with string literals replaced by ``''`` and quoted identifiers by ``"q"``.
+def check_text(text: str) -> int:
+    """Refuse anything that is not a plain, bounded scalar expression, *before* Polars parses it.
 
-    Raises :class:`ExprError` for comments, ``$`` and unterminated quotes.
+    Returns the number of tokens (the loader also caps the total per file).
+
+    Raises:
+        ExprError: too long or complex, a query word, a comment, a function not on the allow-list, a
+            dotted name, a regular expression that does not compile or is too big, unbounded growth.
     """
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in "'\"`":
-            j = i + 1
-            while True:
-                if j >= n:
-                    raise ExprError(f"unterminated quote {c}")
-                if backslash and c == "'" and text[j] == "\\":
-                    j += 2
-                    continue
-                if text[j] == c:
-                    if j + 1 < n and text[j + 1] == c:  # doubled quote = escaped quote
-                        j += 2
-                        continue
-                    break
-                j += 1
-            out.append("''" if c == "'" else f"{c}q{c}")
-            i = j + 1
-            continue
-        if text.startswith(("--", "/*"), i):
-            raise ExprError("comments are not allowed in expressions (use YAML comments)")
-        if c in ";$\\":
-            raise ExprError(f"'{c}' is not allowed in expressions")
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-def check_text(text: str) -> None:
-    """Refuse anything that is not a plain scalar expression, *before* Polars parses it."""
     if not text.strip():
         raise ExprError("the expression is empty")
-    for backslash in (False, True):
-        bare = _strip(text, backslash=backslash)
-        if "__" in bare:
-            raise ExprError("names with '__' are not allowed (this is SQL, not Python)")
-        for m in _WORD.finditer(bare):
-            if m.group(0).lower() in _FORBIDDEN_WORDS:
-                raise ExprError(f"'{m.group(0)}' is not allowed: an expression may not contain a query or subquery")
-        for m in _CALL.finditer(bare):
-            name = m.group(1)
-            if name.lower() not in ALLOWED_FUNCTIONS:
-                shown = "a quoted name" if name in {'"q"', "`q`"} else f"'{name}'"
-                raise ExprError(f"function {shown} is not allowed (allowed: {', '.join(sorted(_public()))})")
-        if _DOTTED.search(bare):
-            raise ExprError("dotted names (a.b) are not allowed")
+    count = 0
+    for backslash in (False, True) if "\\" in text else (False,):  # without a backslash both read alike
+        tokens = tokenize(text, backslash=backslash)
+        _check_tokens(tokens)
+        count = max(count, len(tokens))
+    return count
 
 
-_KEYWORDS = frozenset({"in", "and", "or", "not", "any", "all", "then", "else", "when", "case", "like", "ilike", "is"})
+def _check_tokens(tokens: list[Token]) -> None:
+    growth = 1.0
+    for k, tok in enumerate(tokens):
+        nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+        opens_call = nxt is not None and nxt.kind == "op" and nxt.text == "("
+        if tok.kind == "str" and nxt is not None and nxt.kind == "str":
+            raise ExprError("two texts in a row: write them as one quoted text")
+        if tok.kind == "qid" and opens_call:
+            raise ExprError(f"function a quoted name is not allowed (allowed: {', '.join(sorted(_public()))})")
+        if tok.kind == "op" and tok.text in _REGEX_OPERATORS:
+            _regex_operand(tokens, k)
+        if tok.kind != "word":
+            continue
+        word = tok.text.lower()
+        if word in _FORBIDDEN_WORDS:
+            raise ExprError(f"'{tok.text}' is not allowed: an expression may not contain a query or subquery")
+        if word in _REGEX_OPERATORS:
+            _regex_operand(tokens, k)
+        if not opens_call:
+            continue
+        if word not in ALLOWED_FUNCTIONS:
+            raise ExprError(f"function '{tok.text}' is not allowed (allowed: {', '.join(sorted(_public()))})")
+        if word in ("regexp_like", "replace", "lpad", "rpad"):
+            args = _arguments(tokens, k + 1)
+            growth *= _check_call(word, args)
+            if growth > MAX_GROWTH:
+                raise ExprError(
+                    f"these replace() calls could make a value more than {MAX_GROWTH} times longer: "
+                    "replace with shorter texts, or fewer times"
+                )
+
+
+def _arguments(tokens: list[Token], open_at: int) -> list[list[Token]]:
+    """The argument token lists of the call whose ``(`` is at ``open_at``."""
+    args: list[list[Token]] = [[]]
+    depth = 0
+    for tok in tokens[open_at + 1 :]:
+        if tok.kind == "op" and tok.text in "([":
+            depth += 1
+        elif tok.kind == "op" and tok.text in ")]":
+            if depth == 0:
+                return args if args != [[]] else []
+            depth -= 1
+        elif tok.kind == "op" and tok.text == "," and depth == 0:
+            args.append([])
+            continue
+        args[-1].append(tok)
+    raise ExprError("unbalanced brackets")
+
+
+def _literal(arg: list[Token], kind: str, what: str) -> str:
+    if len(arg) != 1 or arg[0].kind != kind:
+        raise ExprError(what)
+    return arg[0].text
+
+
+def _check_call(name: str, args: list[list[Token]]) -> float:
+    """Check the literal arguments of a regex or growing call; return its growth factor."""
+    if name == "regexp_like":
+        if len(args) not in (2, 3):
+            raise ExprError("regexp_like takes (value, 'pattern') or (value, 'pattern', 'flags')")
+        check_pattern(_literal(args[1], "str", "regexp_like: the pattern must be one quoted text"))
+        if len(args) == 3:
+            check_flags(_literal(args[2], "str", "regexp_like: the flags must be one quoted text"))
+        return 1.0
+    if name == "replace":
+        if len(args) != 3:
+            raise ExprError("replace takes (value, 'from', 'to')")
+        old = _literal(args[1], "str", "replace: 'from' must be one quoted text")
+        new = _literal(args[2], "str", "replace: 'to' must be one quoted text")
+        if not old:
+            raise ExprError("replace: 'from' must not be empty")
+        return max(1.0, len(new) / len(old))
+    if len(args) not in (2, 3):  # lpad / rpad
+        raise ExprError(f"{name} takes (value, length) or (value, length, 'fill')")
+    width = _literal(args[1], "num", f"{name}: the length must be a number")
+    if not width.isdigit() or int(width) > MAX_PAD:
+        raise ExprError(f"{name}: the length must be a whole number up to {MAX_PAD}")
+    if len(args) == 3:
+        _literal(args[2], "str", f"{name}: the fill must be one quoted text")
+    return 1.0
+
+
+def _regex_operand(tokens: list[Token], k: int) -> None:
+    """The operand after a regex operator at ``k`` must be one quoted text, checked as a pattern."""
+    operand = tokens[k + 1] if k + 1 < len(tokens) else None
+    after = tokens[k + 2] if k + 2 < len(tokens) else None
+    if operand is None or operand.kind != "str" or (after is not None and after.text.lower() not in _AFTER_PATTERN):
+        raise ExprError(f"'{tokens[k].text}' must be followed by one quoted regular expression")
+    check_pattern(operand.text)
 
 
 def _public() -> Iterable[str]:

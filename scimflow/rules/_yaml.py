@@ -3,7 +3,8 @@
 PyYAML's composer gives nodes with marks; we build plain Python values from them ourselves so that
 each path (``("rules", 2, "when", "expr")``) maps to its 1-based line. Two YAML 1.1 surprises are
 removed on the way: duplicate keys are an error (PyYAML keeps the last silently), and only
-``true``/``false`` are booleans (``NO``, ``yes``, ``on`` stay text, as in YAML 1.2).
+``true``/``false`` are booleans (``NO``, ``yes``, ``on`` stay text, as in YAML 1.2). Anchors and
+aliases are refused before anything is built (:mod:`scimflow.yamlsafe`: alias bombs, self-reference).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+
+from scimflow.yamlsafe import LOADER, UnsafeYamlError, check_yaml
 
 __all__ = ["Path_", "YamlError", "load_with_lines"]
 
@@ -30,9 +33,16 @@ class YamlError(ValueError):
 
 
 def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
-    """Parse one YAML document; return the value and a map from each value's path to its line."""
+    """Parse one YAML document; return the value and a map from each value's path to its line.
+
+    Anchors and aliases are refused, and the size, value count and depth are capped
+    (:func:`scimflow.yamlsafe.check_yaml`), before anything is built.
+    """
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        check_yaml(text)
+        node = yaml.compose(text, Loader=LOADER)
+    except UnsafeYamlError as exc:
+        raise YamlError(exc.problem, exc.line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError(f"not valid YAML: {exc.problem or exc}", mark.line + 1 if mark else None) from None
