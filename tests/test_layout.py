@@ -1,11 +1,14 @@
-"""Standing rules of the layout: the core never imports Prefect; the CLI lists every contract verb."""
+"""Standing rules of the layout: the core never imports Prefect, no module reaches into another package's
+private modules, and the CLI lists every contract verb."""
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 
 import scimflow
 
@@ -35,15 +38,88 @@ def test_core_never_imports_prefect():
     assert out.stdout.startswith("CLEAN"), out.stdout + out.stderr
 
 
+#: The one core module that may import Prefect, inside a function only: it reads ``prefect-secret:``
+#: references with Prefect's own client, and only when the config holds one (ARCHITECTURE.md, "Secrets").
+PREFECT_LAZY_OK = "scimflow/prefect_secrets.py"
+
+
+def _imports(tree: ast.AST) -> Iterator[tuple[ast.stmt, str]]:
+    """``(statement, dotted name)`` for every absolute import under ``tree``: the module, and for
+    ``from M import n`` also ``M.n`` (``n`` may be a module)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from ((node, a.name) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node, node.module
+            yield from ((node, f"{node.module}.{a.name}") for a in node.names)
+
+
+def _module_level(tree: ast.Module) -> set[int]:
+    """Line numbers of the imports that run when the module is imported (not inside a def or class)."""
+    top = [s for s in tree.body if not isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+    return {node.lineno for s in top for node, _ in _imports(s)}
+
+
 def test_no_prefect_import_statement_in_core():
-    """No source file of the core even mentions an import of prefect (lazy imports included)."""
+    """No core source imports prefect, lazily or not, except prefect_secrets.py inside a function."""
     offenders = []
-    for path in (ROOT / "scimflow").rglob("*.py"):
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            s = line.strip()
-            if s.startswith(("import prefect", "from prefect")):
-                offenders.append(f"{path.relative_to(ROOT)}:{n}")
+    for path in sorted((ROOT / "scimflow").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        tree = ast.parse(path.read_text())
+        top = _module_level(tree)
+        for node, name in _imports(tree):
+            if name.split(".")[0] == "prefect" and (rel != PREFECT_LAZY_OK or node.lineno in top):
+                offenders.append(f"{rel}:{node.lineno}: {name}")
     assert offenders == []
+
+
+_FIRST_PARTY = ("scimflow", "flows", "tasks")
+
+
+def private_imports(rel: PurePosixPath, source: str) -> list[str]:
+    """Imports in ``source`` (the file ``rel``) of a private name (``_x``) of our packages from outside the
+    package that owns it.
+
+    ``scimflow.rules._compiler`` is private to ``scimflow.rules``: modules under ``scimflow/rules/`` may
+    import it, no other module may (they use what ``scimflow.rules`` exports).
+    """
+    package = ".".join(rel.parts[:-1])
+    found = []
+    for node, name in _imports(ast.parse(source)):
+        dotted = name.split(".")
+        if dotted[0] not in _FIRST_PARTY:
+            continue
+        for i, part in enumerate(dotted):
+            if part.startswith("_") and not part.startswith("__"):
+                owner = ".".join(dotted[:i])
+                if package != owner and not package.startswith(owner + "."):
+                    found.append(f"{rel}:{node.lineno}: {name}")
+                break
+    return sorted(set(found))
+
+
+def test_no_private_cross_package_import():
+    """No module of scimflow/, flows/ or tasks/ imports another package's private module or name."""
+    paths = [p for top in _FIRST_PARTY for p in sorted((ROOT / top).rglob("*.py")) if "migrations" not in p.parts]
+    assert len(paths) > 20
+    offenders = [hit for p in paths for hit in private_imports(PurePosixPath(p.relative_to(ROOT)), p.read_text())]
+    assert offenders == []
+
+
+def test_private_import_check_tells_inside_from_outside():
+    """The check flags a private import from another package (lazy ones too) and allows one from inside."""
+    code = (
+        "from scimflow.rules._compiler import compile_rules\n"
+        "def f():\n    from scimflow.rules import _compiler\n"
+        "import re._parser\n"
+    )
+    assert private_imports(PurePosixPath("scimflow/plan/_probe.py"), code) == [
+        "scimflow/plan/_probe.py:1: scimflow.rules._compiler",
+        "scimflow/plan/_probe.py:1: scimflow.rules._compiler.compile_rules",
+        "scimflow/plan/_probe.py:3: scimflow.rules._compiler",
+    ]
+    assert private_imports(PurePosixPath("scimflow/rules/_probe.py"), code) == []
+    assert private_imports(PurePosixPath("scimflow/rules/__init__.py"), code) == []
 
 
 def test_help_lists_every_contract_verb():
