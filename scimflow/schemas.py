@@ -44,7 +44,7 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from scimflow.errors import ScimflowError
-from scimflow.vocab import ROW_ACTIONS
+from scimflow.vocab import CASE_INSENSITIVE, ROW_ACTIONS, norm_expr
 
 __all__ = [
     "ACTIONS",
@@ -158,9 +158,8 @@ class ValidationResult:
 
 
 def _key(column: str) -> pl.Expr:
-    """The matching key of a string column: trimmed, lower-cased, blank as null."""
-    key = pl.col(column).str.strip_chars().str.to_lowercase()
-    return pl.when(key == "").then(None).otherwise(key)
+    """The matching key of a string column: trimmed, lower-cased, blank as null (the vocabulary's form)."""
+    return norm_expr("user_name", pl.col(column))
 
 
 def _no_control(data: PolarsData) -> pl.LazyFrame:
@@ -469,7 +468,7 @@ def entra_blocked_by_so(entra: pl.DataFrame, so: pl.DataFrame, excluded: pl.Data
     """
     bad = so.join(excluded.select("associate_id"), on="associate_id", how="semi")
     so_keys = pl.concat(
-        [bad.select("associate_id", _key(column).alias("match_key")) for column in ("user_name", "email")]
+        [bad.select("associate_id", _key(column).alias("match_key")) for column in sorted(CASE_INSENSITIVE)]
     ).drop_nulls("match_key")
     entra_keys = pl.concat(
         [
