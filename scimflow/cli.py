@@ -298,6 +298,14 @@ def scim_img_rules(
     _exit(print_img_rules(rules, prefix=prefix, config=config, as_json=as_json))
 
 
+from scimflow.commands import operator_cli as _ops  # noqa: E402 - the operator's verbs (journal, state, setup, config)
+
+app.command("journal")(_ops.journal)
+app.add_typer(_ops.state_app, name="state")
+app.add_typer(_ops.setup_app, name="setup")
+app.add_typer(_ops.config_app, name="config")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

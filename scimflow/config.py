@@ -1,7 +1,7 @@
 """The scimflow configuration file (``scimflow.yaml``): pydantic models, secret references, paths.
 
-Contract (ARCHITECTURE.md, Configuration): one YAML file validated by pydantic, with errors that name
-the key. Secrets are never literal: a secret-bearing value is a reference,
+One YAML file (every key: docs/config.md, generated from these models) validated by pydantic, with
+errors that name the key. Secrets are never literal: a secret-bearing value is a reference,
 
 - ``env:NAME`` reads an environment variable,
 - ``file:PATH`` reads a file (relative to the config file's folder),
@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -159,7 +160,16 @@ def _to_secret(value: Any) -> SecretRef:
     return SecretRef(value)
 
 
-Secret = Annotated[SecretRef, Field(json_schema_extra={"type": "string"})]
+Secret = Annotated[
+    SecretRef,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^(env|file|prefect-secret):.+$",
+            "description": "A secret reference: env:NAME, file:PATH or prefect-secret:NAME (never the value itself)",
+        }
+    ),
+]
 
 
 class _Model(BaseModel):
@@ -169,10 +179,12 @@ class _Model(BaseModel):
 class CertificateCredential(_Model):
     """A certificate credential for the Entra app: a private key (PEM) and its certificate's SHA-1 thumbprint."""
 
-    private_key: Secret
-    thumbprint: str
-    public_certificate: Secret | None = None
-    passphrase: Secret | None = None
+    private_key: Secret = Field(description="The certificate's private key (PEM), as a secret reference")
+    thumbprint: str = Field(description="The certificate's SHA-1 thumbprint in hex, as Entra shows it")
+    public_certificate: Secret | None = Field(
+        None, description="The certificate (PEM); optional, lets `scimflow doctor` warn before it expires"
+    )
+    passphrase: Secret | None = Field(None, description="The private key's passphrase, when the PEM is encrypted")
 
     @field_validator("private_key", "passphrase", mode="before")
     @classmethod
@@ -189,17 +201,30 @@ class CertificateCredential(_Model):
 class EntraConfig(_Model):
     """Microsoft Entra ID (Graph) source settings."""
 
-    tenant_id: str
-    client_id: str
-    client_secret: Secret | None = None
-    certificate: CertificateCredential | None = None
-    authority_host: str = "https://login.microsoftonline.com"
-    graph_url: str = "https://graph.microsoft.com"
-    groups: list[str] = Field(
-        default_factory=list, description="Optional scope: only transitive members of these groups"
+    tenant_id: str = Field(
+        description="The Entra tenant: its id (GUID) or a verified domain such as contoso.onmicrosoft.com"
     )
-    page_size: int = Field(999, ge=1, le=999)
-    timeout: float = Field(30.0, gt=0)
+    client_id: str = Field(description="The app registration's application (client) id")
+    client_secret: Secret | None = Field(
+        None, description="The app's client secret; give this or `certificate` (a certificate is preferred)"
+    )
+    certificate: CertificateCredential | None = Field(
+        None, description="A certificate credential for the app; give this or `client_secret`"
+    )
+    authority_host: str = Field(
+        "https://login.microsoftonline.com",
+        description="The identity platform's login host (another cloud, e.g. login.microsoftonline.us, or an emulator)",
+    )
+    graph_url: str = Field(
+        "https://graph.microsoft.com",
+        description="The Microsoft Graph endpoint (another national cloud, or an emulator)",
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="Optional scope: only transitive members of these groups (ids or display names); empty means every user",
+    )
+    page_size: int = Field(999, ge=1, le=999, description="Users per Graph page ($top), 1 to 999")
+    timeout: float = Field(30.0, gt=0, description="Seconds one HTTP request to Graph or the login service may take")
 
     @field_validator("client_secret", mode="before")
     @classmethod
@@ -225,17 +250,21 @@ class EntraConfig(_Model):
 class SuperOfficeConfig(_Model):
     """SuperOffice Web API target settings (system-user flow)."""
 
-    webapi_url: str
-    login_url: str
-    context_identifier: str
+    webapi_url: str = Field(description="The tenant's Web API base, e.g. https://online.superoffice.com/Cust12345")
+    login_url: str = Field(description="SuperOffice's login service, e.g. https://online.superoffice.com/login")
+    context_identifier: str = Field(description="The tenant's context identifier, e.g. Cust12345")
     client_id: str | None = Field(
-        None, description="The app's client id (the JWT audience); defaults to context-free validation"
+        None, description="The app's client id: the audience every login JWT is checked against (needed to log in)"
     )
-    client_secret: Secret
-    system_user_token: Secret
-    private_key: Secret
-    write_concurrency: int = Field(8, ge=1, le=64)
-    timeout: float = Field(30.0, gt=0)
+    client_secret: Secret = Field(
+        description="The app's client secret (SuperOffice also calls it the application token)"
+    )
+    system_user_token: Secret = Field(description="The system user token from the administrator's approval of the app")
+    private_key: Secret = Field(
+        description="The app's RSA private key (PEM; `scimflow setup superoffice-key` converts the portal's XML)"
+    )
+    write_concurrency: int = Field(8, ge=1, le=64, description="Users written to SuperOffice at the same time, 1 to 64")
+    timeout: float = Field(30.0, gt=0, description="Seconds one HTTP request to SuperOffice may take")
 
     @field_validator("client_secret", "system_user_token", "private_key", mode="before")
     @classmethod
@@ -265,11 +294,22 @@ class ScimConfig(_Model):
 
     base_url: str = Field(description="Opaque base; /Users and /Groups are appended")
     token: Secret = Field(description="Sent as 'Authorization: Bearer <token>' on every request")
-    dialect: Literal["entra", "rfc"] = "entra"
-    group_prefix: str = Field("scimflow", min_length=1, max_length=64)
-    write_concurrency: int = Field(4, ge=1, le=64)
-    page_size: int = Field(100, ge=1, le=1000)
-    timeout: float = Field(30.0, gt=0)
+    dialect: Literal["entra", "rfc"] = Field(
+        "entra",
+        description="entra: speak as Entra's provisioning service does (what SuperOffice's gateway expects); "
+        "rfc: plain RFC 7644, features read from /ServiceProviderConfig",
+    )
+    group_prefix: str = Field(
+        "scimflow",
+        min_length=1,
+        max_length=64,
+        description="Prefix of the computed group names ({prefix}:{element}:{value})",
+    )
+    write_concurrency: int = Field(
+        4, ge=1, le=64, description="Users written to the SCIM server at the same time, 1 to 64"
+    )
+    page_size: int = Field(100, ge=1, le=1000, description="Resources per SCIM list page (count), 1 to 1000")
+    timeout: float = Field(30.0, gt=0, description="Seconds one HTTP request to the SCIM server may take")
 
     @field_validator("token", mode="before")
     @classmethod
@@ -335,13 +375,36 @@ class Budget(_Model):
         return f"{self.value:g}%" if self.percent else f"{int(self.value)}"
 
 
+BudgetValue = Annotated[
+    Budget,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": "^\\s*\\d+(\\.\\d+)?\\s*%?\\s*$"},
+            ],
+            "description": "A count (500) or a percentage ('5%')",
+        }
+    ),
+]
+
+
 class Guardrails(_Model):
     """Guardrail budgets (contract keys: max_retire, max_changes, min_source_users, max_source_drop)."""
 
-    max_retire: Budget = Field(default_factory=lambda: Budget.parse("5%"))
-    max_changes: Budget = Field(default_factory=lambda: Budget.parse(500))
-    min_source_users: int = Field(1, ge=0)
-    max_source_drop: Budget = Field(default_factory=lambda: Budget.parse("20%"))
+    max_retire: BudgetValue = Field(
+        default_factory=lambda: Budget.parse("5%"),
+        description="Most retirements one run may apply: a count, or a percentage of the managed active users",
+    )
+    max_changes: BudgetValue = Field(
+        default_factory=lambda: Budget.parse(500),
+        description="Most creates + updates + retirements + reactivations together: a count or a percentage",
+    )
+    min_source_users: int = Field(1, ge=0, description="The fewest Entra users an extract may have to count as healthy")
+    max_source_drop: BudgetValue = Field(
+        default_factory=lambda: Budget.parse("20%"),
+        description="The largest drop in Entra users against the last successful run: a count or a percentage",
+    )
 
     @field_validator("max_retire", "max_changes", "max_source_drop", mode="before")
     @classmethod
@@ -352,18 +415,31 @@ class Guardrails(_Model):
 class Config(_Model):
     """The whole ``scimflow.yaml``. Build it with :func:`load_config`."""
 
-    entra: EntraConfig
-    target: Literal["superoffice", "scim"] = "superoffice"
-    superoffice: SuperOfficeConfig | None = None
-    scim: ScimConfig | None = None
-    ca_bundle: Path | None = None
-    rules: Path = Path("rules/default.yaml")
-    state_url: str = "sqlite:///.scimflow/state.db"
-    out_dir: Path = Path(".scimflow/out")
+    entra: EntraConfig = Field(description="The source: Microsoft Entra ID through Microsoft Graph")
+    target: Literal["superoffice", "scim"] = Field(
+        "superoffice", description="Where users go: the SuperOffice Web API, or a SCIM 2.0 server"
+    )
+    superoffice: SuperOfficeConfig | None = Field(
+        None, description="The SuperOffice target (required when target is superoffice)"
+    )
+    scim: ScimConfig | None = Field(None, description="The SCIM target (required when target is scim)")
+    ca_bundle: Path | None = Field(
+        None, description="Extra CA certificates (PEM) to trust besides the system's, e.g. a TLS-inspecting proxy's"
+    )
+    rules: Path = Field(
+        Path("rules/default.yaml"), description="The rule set (YAML) deciding each user's plan, role and groups"
+    )
+    state_url: str = Field(
+        "sqlite:///.scimflow/state.db",
+        description="The state store (links, runs, journal, approvals, Entra baseline): sqlite:///PATH or postgresql+psycopg://…",
+    )
+    out_dir: Path = Field(Path(".scimflow/out"), description="Where each run writes its plan files, one folder per run")
     tenant: str | None = Field(
         None, description="A short name for this tenant (artifact keys); defaults from the context identifier"
     )
-    guardrails: Guardrails = Field(default_factory=lambda: Guardrails())
+    guardrails: Guardrails = Field(
+        default_factory=lambda: Guardrails(), description="Budgets that hold back a run changing too much"
+    )
 
     _source: Path | None = PrivateAttr(default=None)
 

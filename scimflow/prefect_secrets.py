@@ -1,60 +1,66 @@
-"""Read ``prefect-secret:NAME`` references through the Prefect server's REST API (no Prefect import).
+"""Read ``prefect-secret:NAME`` references with Prefect's own client (``Secret.load``).
 
-The core never imports Prefect, yet ``scimflow plan``, ``explain`` and ``doctor`` must resolve secrets
-kept in Prefect Secret blocks. A Secret block document is readable at
-``GET {PREFECT_API_URL}/block_types/slug/secret/block_documents/name/{name}?include_secrets=true``;
-its ``data.value`` is the secret. Inside flow runs the same resolver works (Prefect sets
-``PREFECT_API_URL`` for them). ``PREFECT_API_KEY`` is sent as a bearer token when set (Prefect Cloud).
+The core never imports Prefect at import time: this module imports ``prefect.blocks.system`` only inside
+:func:`read_prefect_secret`, which :class:`scimflow.config.SecretRef` calls only for a ``prefect-secret:``
+reference. Prefect's client then brings what a hand-written call could not: the active profile,
+``PREFECT_API_URL``, ``PREFECT_API_KEY`` (Prefect Cloud), ``PREFECT_API_AUTH_STRING`` (a self-hosted
+server behind basic auth), its CA settings, and its retries on 429 and 5xx.
 """
 
 from __future__ import annotations
 
-import os
-from urllib.parse import quote
+import json
+from typing import Any
 
-import httpx
+from scimflow.errors import ConfigError  # not scimflow.config: the config imports this module on use
 
-from scimflow.config import ConfigError, register_secret_resolver
-
-__all__ = ["install", "read_prefect_secret"]
+__all__ = ["read_prefect_secret", "save_prefect_secret"]
 
 
-def read_prefect_secret(name: str, *, api_url: str | None = None, timeout: float = 15.0) -> str:
-    """Return the value of the Prefect Secret block ``name``. Errors never include the value."""
-    api = (api_url or os.environ.get("PREFECT_API_URL") or "").rstrip("/")
-    if not api:
-        msg = "PREFECT_API_URL is not set, so Prefect Secret blocks cannot be read here"
-        raise ConfigError(msg)
-    headers = {"Accept": "application/json"}
-    key = os.environ.get("PREFECT_API_KEY")
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    url = f"{api}/block_types/slug/secret/block_documents/name/{quote(name, safe='')}"
+def read_prefect_secret(name: str) -> str:
+    """Return the value of the Prefect Secret block ``name`` (JSON text when it holds a non-string).
+
+    Raises:
+        ConfigError: Prefect is not installed, its API cannot be reached, or there is no such block. The
+            message names the block and never its value.
+    """
     try:
-        r = httpx.get(url, params={"include_secrets": "true"}, headers=headers, timeout=timeout, trust_env=False)
-    except httpx.HTTPError as exc:
-        msg = f"cannot reach the Prefect API at {api} to read Secret block {name!r}: {type(exc).__name__}"
+        from prefect.blocks.system import Secret
+    except ImportError:
+        msg = "Prefect is not installed here, so Prefect Secret blocks cannot be read"
         raise ConfigError(msg) from None
-    if r.status_code == 404:
-        msg = f"no Prefect Secret block named {name!r} on {api}"
+    try:
+        block: Any = Secret.load(name, _sync=True)  # type: ignore[call-arg]
+    except ValueError as exc:
+        if "Unable to find block document" in str(exc) or "not found" in str(exc).lower():
+            msg = f"no Prefect Secret block named {name!r}"
+            raise ConfigError(msg) from None
+        msg = f"Prefect Secret block {name!r} cannot be read: {type(exc).__name__}"
+        raise ConfigError(msg) from None
+    except Exception as exc:  # noqa: BLE001 - transport and API errors: name the block, never a value
+        msg = f"cannot read Prefect Secret block {name!r} through the Prefect API: {type(exc).__name__}"
+        raise ConfigError(msg) from None
+    value = block.get()
+    if value is None:
+        msg = f"Prefect Secret block {name!r} holds no value"
         raise ConfigError(msg)
-    if r.status_code != 200:
-        msg = f"reading Prefect Secret block {name!r} failed with status {r.status_code}"
-        raise ConfigError(msg)
-    value = (r.json().get("data") or {}).get("value")
-    if not isinstance(value, str):
-        if value is None:
-            msg = f"Prefect Secret block {name!r} holds no value"
-            raise ConfigError(msg)
-        import json
-
-        return json.dumps(value)
-    return value
+    return value if isinstance(value, str) else json.dumps(value)
 
 
-def install() -> None:
-    """Make ``prefect-secret:`` references resolve through the REST API (idempotent)."""
-    register_secret_resolver("prefect-secret", read_prefect_secret)
+def save_prefect_secret(name: str, value: str) -> None:
+    """Save ``value`` as the Prefect Secret block ``name`` (replacing one of that name).
 
-
-install()
+    Raises:
+        ConfigError: Prefect is not installed, or its API refused or could not be reached (the message
+            names the block, never the value).
+    """
+    try:
+        from prefect.blocks.system import Secret
+    except ImportError:
+        msg = "Prefect is not installed here, so Prefect Secret blocks cannot be saved"
+        raise ConfigError(msg) from None
+    try:
+        Secret(value=value).save(name, overwrite=True, _sync=True)  # type: ignore[call-arg]
+    except Exception as exc:  # noqa: BLE001 - name the block and the error type, never the value
+        msg = f"cannot save Prefect Secret block {name!r} through the Prefect API: {type(exc).__name__}"
+        raise ConfigError(msg) from None
