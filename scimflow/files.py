@@ -18,16 +18,18 @@ import secrets
 import stat
 from pathlib import Path
 
+from scimflow.errors import ScimflowError
+
 __all__ = ["UnsafePathError", "check_private_folder", "private_folder", "write_private"]
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
-class UnsafePathError(PermissionError):
+class UnsafePathError(ScimflowError, PermissionError):
     """A folder or file scimflow will not use because others could control it; the message names it.
 
-    A ``PermissionError`` (an ``OSError``), so every verb reports it as a clear error (exit 1).
+    A :class:`ScimflowError` (every verb prints it and exits 1) and a ``PermissionError`` (an ``OSError``).
     """
 
 

@@ -50,7 +50,11 @@ def run_demo(interactive: bool, users: int, seed: int, workdir: Path) -> int:
     _fresh_state(workdir)
     t0 = time.monotonic()
     home = workdir / ".scimflow" / "prefect"
-    server = LocalPrefectServer.start(home, ui=interactive)
+    try:
+        server = LocalPrefectServer.start(home, ui=interactive)
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
     try:
         with console.status(f"Generating a tenant of {users} users (seed {seed}) and starting the emulators …"):
             graph, so = generate_tenant(users, seed)

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from scimflow.files import private_folder, write_private
+from scimflow.files import UnsafePathError, private_folder, write_private
 from scimflow.netutil import free_port
 from scimflow.sync_params import Mode, SyncParams, sync_argv
 
@@ -112,7 +112,11 @@ class LocalPrefectServer:
 
         ``auth=False`` (the test suite's shared server only) leaves the API open to anyone on the machine.
         """
-        _private_home(home)
+        try:
+            _private_home(home)
+        except UnsafePathError as exc:
+            msg = f"the Prefect home: {exc}"
+            raise RuntimeError(msg) from None
         port = port or free_port()
         auth_string = f"scimflow:{secrets.token_urlsafe(32)}" if auth else None
         cmd = [
