@@ -84,6 +84,10 @@ class ScimWriter:
         self._group_ids: dict[str, str] = {}  # computed group name -> id
         self._members: dict[str, set[str]] = defaultdict(set)  # group name -> member user ids
         self._fresh: dict[str, dict[str, Any]] = {}  # user id -> values a write answered with
+        self._group_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        # Every write and membership PATCH holds a slot: requests in flight never exceed write_concurrency,
+        # though membership PATCHes of one chunk run beside the next chunk's writes.
+        self._slots = threading.BoundedSemaphore(config.write_concurrency)
 
     @property
     def concurrency(self) -> int:
@@ -196,6 +200,10 @@ class ScimWriter:
 
     def write(self, row: PlanRow, current: Mapping[str, Any] | None, chunk: Any) -> str | None:
         """Write one row's user part now; queue its membership changes for :meth:`finish_chunk`."""
+        with self._slots:
+            return self._write(row, current, chunk)
+
+    def _write(self, row: PlanRow, current: Mapping[str, Any] | None, chunk: Any) -> str | None:
         ctx = chunk if isinstance(chunk, _Chunk) else _Chunk()
         to = row.to_values()
         user_changes = {k: v for k, v in to.items() if k in USER_FIELDS}
@@ -266,23 +274,41 @@ class ScimWriter:
                 ctx.rows[name].append((row.key, row.action))
 
     def finish_chunk(self, chunk: Any) -> Mapping[RowKey, str]:
-        """Send the chunk's membership changes, per group, many members per PATCH; failed rows named."""
+        """Send the chunk's membership changes: groups side by side, each group's PATCHes in turn (one group is
+        never PATCHed by two threads at once), ``member_batch`` members per PATCH; failed rows named."""
         if not isinstance(chunk, _Chunk):
             return {}
+        names = sorted(set(chunk.adds) | set(chunk.removes))
+        if not names:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(names))) as pool:
+            errors = list(pool.map(lambda name: self._send_members(name, chunk), names))
         failed: dict[RowKey, str] = {}
-        for name in sorted(set(chunk.adds) | set(chunk.removes)):
-            try:
-                gid = self._ensure_group(name)
-                with self._lock:
-                    members = set(self._members[name])
-                add = chunk.adds.get(name, set()) - members
-                remove = chunk.removes.get(name, set()) & members
-                if add or remove:
-                    self.client.change_members(gid, sorted(add), sorted(remove))
-                with self._lock:
-                    self._members[name] |= add
-                    self._members[name] -= remove
-            except ConnectorError as exc:
+        for name, exc in zip(names, errors, strict=True):
+            if exc is not None:
                 for key in chunk.rows.get(name, []):
                     failed.setdefault(key, f"membership of {name}: {exc}")
         return failed
+
+    def _send_members(self, name: str, chunk: _Chunk) -> ConnectorError | None:
+        try:
+            gid = self._ensure_group(name)
+            with self._lock:
+                group_lock = self._group_locks[name]
+            with group_lock:
+                with self._lock:
+                    members = set(self._members[name])
+                add = sorted(chunk.adds.get(name, set()) - members)
+                remove = sorted(chunk.removes.get(name, set()) & members)
+                step = self.client.member_batch
+                batches: list[tuple[list[str], list[str]]] = [(add[i : i + step], []) for i in range(0, len(add), step)]
+                batches += [([], remove[i : i + step]) for i in range(0, len(remove), step)]
+                for part_add, part_remove in batches:
+                    with self._slots:
+                        self.client.change_members(gid, part_add, part_remove)
+                    with self._lock:
+                        self._members[name] |= set(part_add)
+                        self._members[name] -= set(part_remove)
+        except ConnectorError as exc:
+            return exc
+        return None
