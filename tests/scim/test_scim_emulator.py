@@ -452,3 +452,23 @@ def test_emulate_target_scim_option_errors(tmp_path: Path, capsys: pytest.Captur
         assert run_emulate(None, None, cfg, 3, 0, None, None, None, stop=stop, **kwargs) == 1
         assert message in capsys.readouterr().err
     assert not cfg.exists()
+
+
+def test_emulate_target_scim_config_loads(tmp_path: Path) -> None:
+    """The config `emulate --target scim` writes passes the config model, and its token reference resolves."""
+    from scimflow.config import load_config
+
+    cfg_path = tmp_path / "emu" / "scimflow.yaml"
+    stop, th, result = _run_emulate(cfg_path, scim_dialect="rfc")
+    try:
+        _wait_for(cfg_path)
+        cfg = load_config(cfg_path)
+        assert cfg.target == "scim"
+        assert cfg.superoffice is None
+        assert cfg.scim is not None
+        assert cfg.scim.dialect == "rfc"
+        assert cfg.scim.token.reveal() == (cfg_path.parent / "scim-token").read_text().strip()
+    finally:
+        stop.set()
+        th.join(20)
+    assert result.get("rc") == 0

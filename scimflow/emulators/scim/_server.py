@@ -13,6 +13,7 @@ into it and snapshots are read from it in the same JSON form.
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from typing import Any, Literal, cast
@@ -27,6 +28,7 @@ from scim2_models import (
     Resource,
     ScimPolicy,
     ScimProvider,
+    TooManyException,
     UnauthorizedException,
 )
 from scim2_server.applications.asgi import ASGIApplication
@@ -111,8 +113,6 @@ class ScimServerApp(ASGIApplication):
         if target.operation is Operation.search:
             return not request.query.get("filter")
         if target.operation is Operation.search_with_body:
-            import json
-
             try:
                 body = json.loads(request.body or b"{}")
             except ValueError:
@@ -122,8 +122,6 @@ class ScimServerApp(ASGIApplication):
 
 
 def _refusal(status: int) -> Exception:
-    from scim2_models import TooManyException
-
     detail = "listing users is not allowed here: look users up with a filter (userName eq, externalId eq)"
     if status == 400:
         return TooManyException(detail=detail)
