@@ -449,3 +449,30 @@ def test_logs_never_hold_the_token_or_filter_values(caplog: pytest.LogCaptureFix
     assert any("retrying" in m for m in ours)
     assert TOKEN not in caplog.text
     assert not [m for m in ours if "secret.person" in m]
+
+
+def test_rfc_bodies_are_valid_scim2_models_requests() -> None:
+    """Every rfc body validates as scim2-models' creation or PATCH request of its resource (RFC 7643/7644)."""
+    from scim2_models import Context, Group, PatchOp, User
+
+    from scimflow.connectors.scim._mapping import group_body, member_patches, patch_body, user_body, user_patch_ops
+
+    values = {"user_name": "a", "entra_id": "o", "first_name": "A", "last_name": "B", "display_name": "A B",
+              "email": "a@b.com", "title": "T", "mobile_phone": "1"}  # fmt: skip
+    user = User.model_validate(user_body(values, "rfc"), scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+    assert (user.user_name, user.name and user.name.formatted, user.active) == ("a", "A B", True)
+    changes = {"last_name": "C", "email": "x@y.com", "mobile_phone": None, "active": False, "user_name": "z"}
+    patch = PatchOp[User].model_validate(
+        patch_body(user_patch_ops(changes, {"first_name": "A"}, "rfc")), scim_ctx=Context.RESOURCE_PATCH_REQUEST
+    )
+    assert [(o.op.value, o.path) for o in patch.operations or []] == [
+        ("replace", "name.familyName"), ("replace", "emails"), ("remove", 'phoneNumbers[type eq "mobile"]'),
+        ("replace", "active"), ("replace", "userName"), ("replace", "name.formatted"),
+    ]  # fmt: skip
+    Group.model_validate(group_body("scimflow:role:X", "rfc"), scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+    bodies = member_patches(["1", "2", "3"], ["4", "5"], "rfc", batch=2)
+    ops = [PatchOp[Group].model_validate(b, scim_ctx=Context.RESOURCE_PATCH_REQUEST).operations for b in bodies]
+    assert [[(o.op.value, o.path) for o in part or []] for part in ops] == [
+        [("add", "members")], [("add", "members")],
+        [("remove", 'members[value eq "4"]'), ("remove", 'members[value eq "5"]')],
+    ]  # fmt: skip
