@@ -35,6 +35,14 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC)
 
 
+def _partner_id(value: object) -> int | str | None:
+    """A stored partner id as shown: an integer when it is one (SuperOffice), else the string (SCIM)."""
+    if value is None:
+        return None
+    text = str(value)
+    return int(text) if text.isdecimal() else text
+
+
 @dataclass(frozen=True)
 class JournalEntry:
     """One journal row with the run it belongs to and the plan's newest approval (if any)."""
@@ -44,7 +52,9 @@ class JournalEntry:
     run_id: str | None
     key: str
     entra_id: str | None
-    associate_id: int | None
+    #: The partner id: an integer for a SuperOffice AssociateId (as the store held before ids became
+    #: strings), else the stored string (a SCIM ``id``).
+    associate_id: int | str | None
     action: str
     status: str
     detail: str | None
@@ -125,7 +135,7 @@ def journal_entries(
                 run_id=row["run_id"] or (rn["id"] if rn else None),
                 key=row["key"],
                 entra_id=row["entra_id"],
-                associate_id=row["associate_id"],
+                associate_id=_partner_id(row["associate_id"]),
                 action=row["action"],
                 status=row["status"],
                 detail=row["detail"],
