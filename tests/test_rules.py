@@ -324,8 +324,14 @@ REFUSED = [
     ("log2.abs(8) > 1", "dotted names"),
     ('"os" . "system"(\'id\') = 0', "dotted names"),
     (
-        "replace(replace(replace(replace(replace(mail, 'a', 'aa'), 'a', 'aa'), 'a', 'aa'), 'a', 'aa'), 'a', 'aa') = ''",
-        "16 times",
+        "replace(" * 6 + "mail" + ", 'a', 'aa')" * 6 + " = ''",
+        "32 times longer",
+    ),
+    (" || ".join(["mail"] * 33) + " = ''", "33 pieces joined"),
+    ("concat_ws('.', " + ", ".join(["mail"] * 18) + ") = ''", "32 times longer"),
+    (
+        "concat(replace(mail, 'a', 'aaaa'), " + ", ".join(["mail"] * 8) + ") = ''",
+        "32 times longer",
     ),
     ("replace(mail, '', 'x') = ''", "must not be empty"),
     ("replace(mail, department, 'x') = ''", "'from' must be one quoted text"),

@@ -58,8 +58,10 @@ _FORBIDDEN_WORDS = frozenset(
 _REGEX_OPERATORS = frozenset({"~", "~*", "!~", "!~*", "rlike", "regexp"})
 #: What may follow a regex literal after an operator (so that nothing is appended to the pattern).
 _AFTER_PATTERN = frozenset({")", ",", "and", "or", "then", "else", "end", "when"})
-#: How many times ``replace`` calls together may multiply a value's length, and the longest pad.
-MAX_GROWTH = 16
+#: How much longer than its longest input a text built by one expression may be: the pieces joined
+#: (``||``, ``concat``, ``concat_ws``) times what its ``replace`` calls may multiply. Bounds the memory
+#: any expression can take per user. And the longest pad.
+MAX_GROWTH = 32
 MAX_PAD = 256
 _KEYWORDS = frozenset({"in", "and", "or", "not", "any", "all", "then", "else", "when", "case", "like", "ilike", "is"})
 
@@ -85,6 +87,7 @@ def check_text(text: str) -> int:
 
 def _check_tokens(tokens: list[Token]) -> None:
     growth = 1.0
+    pieces = 1
     for k, tok in enumerate(tokens):
         nxt = tokens[k + 1] if k + 1 < len(tokens) else None
         opens_call = nxt is not None and nxt.kind == "op" and nxt.text == "("
@@ -94,6 +97,9 @@ def _check_tokens(tokens: list[Token]) -> None:
             raise ExprError(f"function a quoted name is not allowed (allowed: {', '.join(sorted(_public()))})")
         if tok.kind == "op" and tok.text in _REGEX_OPERATORS:
             _regex_operand(tokens, k)
+        if tok.kind == "op" and tok.text == "||":
+            pieces += 1
+            _check_growth(pieces, growth)
         if tok.kind != "word":
             continue
         word = tok.text.lower()
@@ -106,13 +112,20 @@ def _check_tokens(tokens: list[Token]) -> None:
         if word not in ALLOWED_FUNCTIONS:
             raise ExprError(f"function '{tok.text}' is not allowed (allowed: {', '.join(sorted(_public()))})")
         if word in ("regexp_like", "replace", "lpad", "rpad"):
-            args = _arguments(tokens, k + 1)
-            growth *= _check_call(word, args)
-            if growth > MAX_GROWTH:
-                raise ExprError(
-                    f"these replace() calls could make a value more than {MAX_GROWTH} times longer: "
-                    "replace with shorter texts, or fewer times"
-                )
+            growth *= _check_call(word, _arguments(tokens, k + 1))
+        elif word == "concat":
+            pieces += max(len(_arguments(tokens, k + 1)) - 1, 0)
+        elif word == "concat_ws":  # n values and n - 1 separators
+            pieces += max(2 * len(_arguments(tokens, k + 1)) - 4, 0)
+        _check_growth(pieces, growth)
+
+
+def _check_growth(pieces: int, growth: float) -> None:
+    if pieces * growth > MAX_GROWTH:
+        raise ExprError(
+            f"this expression could build a text more than {MAX_GROWTH} times longer than its inputs "
+            f"({pieces} pieces joined, replace() growth {growth:g}): join fewer pieces, or replace less"
+        )
 
 
 def _arguments(tokens: list[Token], open_at: int) -> list[list[Token]]:
