@@ -20,8 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scimflow.config import ConfigError, load_config
-from scimflow.state import StateError, StateStore
-from scimflow.state._queries import JournalEntry, journal_entries
+from scimflow.state import JournalEntry, StateError, StateStore, journal_entries
 
 __all__ = ["find_plan_changes", "format_changes", "parse_since", "run_journal"]
 

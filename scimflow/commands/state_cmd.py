@@ -16,8 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scimflow.config import ConfigError, load_config
-from scimflow.state import StateError, StateStore
-from scimflow.state._queries import LinkInfo, baseline_info, store_overview
+from scimflow.state import LinkInfo, StateError, StateStore, baseline_info, store_overview
 
 __all__ = ["reset_baseline", "show_state"]
 

@@ -6,6 +6,15 @@ code when a store opens.
 
 from __future__ import annotations
 
+from scimflow.state._queries import (
+    BaselineInfo,
+    JournalEntry,
+    LinkInfo,
+    StoreOverview,
+    baseline_info,
+    journal_entries,
+    store_overview,
+)
 from scimflow.state._store import (
     HEAD_REVISION,
     RUN_STATUSES,
@@ -25,9 +34,16 @@ __all__ = [
     "RUN_STATUSES",
     "SUCCESSFUL_RUN_STATUSES",
     "Baseline",
+    "BaselineInfo",
+    "JournalEntry",
     "JournalStatus",
     "LinkImportError",
+    "LinkInfo",
     "RunStatus",
     "StateError",
     "StateStore",
+    "StoreOverview",
+    "baseline_info",
+    "journal_entries",
+    "store_overview",
 ]
