@@ -1,7 +1,7 @@
 """Run the ``sync-users`` flow once, in this process: ``python -m flows.run --config CFG [...]``.
 
 ``scimflow sync`` and ``scimflow demo`` start this module in a child process against ``PREFECT_API_URL``.
-It registers the ``prefect-secret:`` resolver (Prefect Secret blocks), runs the flow, prints the summary
+It runs the flow (``prefect-secret:`` references are read by :mod:`scimflow.prefect_secrets`), prints the summary
 and where the artifacts and plan files are, and exits with the ``scimflow sync`` contract's code:
 0 every planned change applied (or nothing to do), 3 some not applied (rejected, held, drifted, timed
 out), 1 on error.
@@ -22,14 +22,6 @@ from scimflow.sync_params import add_sync_arguments, params_from_namespace
 from scimflow.vocab import ROW_ACTIONS
 
 __all__ = ["main", "print_result"]
-
-
-def _prefect_secret(name: str) -> str:
-    from prefect.blocks.system import Secret
-
-    block = Secret.load(name)
-    assert isinstance(block, Secret)  # the sync API (no event loop here)
-    return str(block.get())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,9 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         parser.error(problems)
-    from scimflow.config import register_secret_resolver
-
-    register_secret_resolver("prefect-secret", _prefect_secret)
     from flows.sync import sync_users
 
     try:
