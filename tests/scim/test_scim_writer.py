@@ -13,7 +13,6 @@ from scimflow.apply import Writer, apply_chunk
 from scimflow.apply._rows import PlanRow, RowResult
 from scimflow.config import ScimConfig
 from scimflow.connectors.scim import ScimWriter, read_scim_state
-from scimflow.emulators.scim import _server as emulator_policy
 from scimflow.state import StateStore
 from tests.scim.test_scim_client import APP_URL, ENTRA_POLICY, FAST, TOKEN, scim_app, scim_config
 
@@ -206,8 +205,6 @@ def test_writer_over_https_against_the_scim_emulator(
 ) -> None:
     """Over real sockets (TLS verified, bearer token), against the project's emulator in each policy."""
     dialect = scim_server.emulator.settings.dialect
-    if dialect == "entra" and emulator_policy.ENTRA_POLICY.unknown == "forbid":
-        pytest.xfail("the emulator's Entra policy refuses Entra's ADSCIM group schema URN (needs unknown=ignore)")
     monkeypatch.setenv("H6_EMU_TOKEN", scim_server.token)
     config = ScimConfig.model_validate(
         {"base_url": scim_server.base_url, "token": "env:H6_EMU_TOKEN", "dialect": dialect, "write_concurrency": 4}

@@ -5,7 +5,8 @@ Two policies (reference/scim-target.md §4):
 - ``rfc``: scim2-server's defaults, strict RFC 7643/7644 (Entra's member removal with a value array is a 400).
 - ``entra``: the Entra-tolerant :class:`scim2_models.ScimPolicy`: a ``remove`` carrying a value removes the
   values it names (``remove_value_as_filter=apply``), and a replace or add on a filtered path that matches no
-  entry (``emails[type eq "work"].value``) creates it (``unmatched_path_filter=create``).
+  entry (``emails[type eq "work"].value``) creates it (``unmatched_path_filter=create``), and attributes or
+  schema URNs it does not know (Entra's ``…/ADSCIM/2.0/Group``) are ignored (``unknown=ignore``).
 
 The server keeps its resources in scim2-server's :class:`~scim2_server.memory.InMemoryStorage`; fixtures load
 into it and snapshots are read from it in the same JSON form.
@@ -48,6 +49,8 @@ DIALECTS: tuple[Dialect, ...] = ("entra", "rfc")
 ENTRA_POLICY = ScimPolicy(
     remove_value_as_filter=ScimPolicy.RemoveValue.apply,
     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
+    # Entra sends its own group schema URN (…/ADSCIM/2.0/Group) with every group POST (reference §2)
+    unknown=ScimPolicy.Unknown.ignore,
 )
 
 _BEARER = AuthenticationScheme(
