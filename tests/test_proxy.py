@@ -123,8 +123,10 @@ def _hostport(origin: str) -> str:
 def test_a_plan_through_https_proxy_tunnels_to_both_emulators(
     tenant: Tenant, proxy: ConnectProxy, tmp_path: Path
 ) -> None:
-    """With HTTPS_PROXY set, `scimflow plan` reaches Graph, its login and SuperOffice through CONNECT tunnels."""
-    proc = _plan(tenant, tmp_path / "plan", HTTPS_PROXY=proxy.url)
+    """With HTTPS_PROXY set, `scimflow plan` reaches Graph, its login and SuperOffice through CONNECT tunnels,
+    verifying TLS against the config's CA bundle (SSL_CERT_FILE and REQUESTS_CA_BUNDLE are not read)."""
+    missing = str(tmp_path / "no-such-bundle.pem")
+    proc = _plan(tenant, tmp_path / "plan", HTTPS_PROXY=proxy.url, SSL_CERT_FILE=missing, REQUESTS_CA_BUNDLE=missing)
     assert proc.returncode == 2, proc.stdout + proc.stderr  # the worked example has rows to look at
     seen = set(proxy.tunnels)
     assert _hostport(tenant.host.graph_origin) in seen
@@ -139,6 +141,7 @@ def test_no_proxy_sends_the_plan_direct(tenant: Tenant, proxy: ConnectProxy, tmp
     assert proxy.tunnels == []
 
 
+@pytest.mark.slow  # the retry layer tries the dead proxy for a while before giving up
 def test_a_dead_proxy_fails_the_plan_with_a_clear_error(tenant: Tenant, tmp_path: Path) -> None:
     """A proxy that is not listening makes the plan fail (exit 1) instead of silently going direct."""
     with socket.create_server(("127.0.0.1", 0)) as s:
