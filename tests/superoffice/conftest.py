@@ -60,15 +60,34 @@ def secrets_dir(tmp_path_factory: pytest.TempPathFactory, app_key: tuple[bytes, 
 
 
 class HookedTransport(httpx.BaseTransport):
-    """The real HTTPS transport with a hook run before each request: network events, not patched code."""
+    """The real HTTPS transport with hooks around each request: network events, not patched code.
 
-    def __init__(self, ca: Path, before: Callable[[httpx.Request], None]) -> None:
+    ``before`` sees each request just before it is sent; ``rewrite`` may change a JSON answer's body on its
+    way back (a server or proxy answering differently); it returns ``None`` to leave the body as it is.
+    """
+
+    def __init__(
+        self,
+        ca: Path,
+        before: Callable[[httpx.Request], None] | None = None,
+        rewrite: Callable[[httpx.Request, Any], Any] | None = None,
+    ) -> None:
         self._inner = httpx.HTTPTransport(verify=ssl_context(ca), retries=0)
         self._before = before
+        self._rewrite = rewrite
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self._before(request)
-        return self._inner.handle_request(request)
+        if self._before is not None:
+            self._before(request)
+        response = self._inner.handle_request(request)
+        if self._rewrite is None or not response.headers.get("content-type", "").startswith("application/json"):
+            return response
+        response.read()
+        body = self._rewrite(request, response.json())
+        if body is None:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+        return httpx.Response(response.status_code, headers=headers, json=body, request=request)
 
     def close(self) -> None:
         self._inner.close()
@@ -87,9 +106,13 @@ class SoEnv:
         cfg = self.config.model_copy(update=overrides)
         return SuperOfficeTarget(cfg, ca_bundle=self.ca, transport=transport)
 
-    def hooked_target(self, before: Callable[[httpx.Request], None]) -> SuperOfficeTarget:
-        """A target whose requests go over real HTTPS, ``before`` seeing each one just before it is sent."""
-        return self.make_target(transport=HookedTransport(self.ca, before))
+    def hooked_target(
+        self,
+        before: Callable[[httpx.Request], None] | None = None,
+        rewrite: Callable[[httpx.Request, Any], Any] | None = None,
+    ) -> SuperOfficeTarget:
+        """A target whose requests go over real HTTPS through a :class:`HookedTransport`."""
+        return self.make_target(transport=HookedTransport(self.ca, before, rewrite))
 
     def web_api(self) -> httpx.Client:
         """A plain client of the Web API carrying the target's ticket (to read and write carriers as they are)."""

@@ -327,6 +327,40 @@ def test_drift_before_the_write_is_a_conflict(so: SoEnv) -> None:
     assert so.user("kari.nordmann@contoso.com")["Role"]["Value"] == "Support"  # type: ignore[index]
 
 
+def _first_user_page(request: httpx.Request) -> bool:
+    return request.method == "GET" and request.url.path.endswith("/api/v1/User") and "$skip" not in str(request.url)
+
+
+def test_a_next_link_to_another_origin_is_not_followed(so: SoEnv) -> None:
+    """An archive page whose odata.nextLink points elsewhere is a PayloadError: the ticket never leaves the API."""
+
+    def foreign_link(request: httpx.Request, body: Any) -> Any:
+        if _first_user_page(request) and isinstance(body, dict) and "value" in body:
+            return {**body, "odata.nextLink": "https://elsewhere.example/api/v1/User?$skip=1000"}
+        return None
+
+    target = so.hooked_target(rewrite=foreign_link)
+    with pytest.raises(PayloadError, match="another origin"):
+        target.read_users()
+    target.close()
+
+
+def test_a_user_row_without_an_associate_id_is_a_payload_error(so: SoEnv) -> None:
+    """A user archive row without a usable associateDbId is refused, naming the row."""
+
+    def drop_id(request: httpx.Request, body: Any) -> Any:
+        if _first_user_page(request) and isinstance(body, dict) and len(body.get("value") or []) > 1:
+            rows = [dict(r) for r in body["value"]]
+            rows[1]["associateDbId"] = ""
+            return {**body, "value": rows}
+        return None
+
+    target = so.hooked_target(rewrite=drop_id)
+    with pytest.raises(PayloadError, match=r"user row 1 has no usable associateDbId \(''\)"):
+        target.read_users()
+    target.close()
+
+
 def test_a_change_racing_the_write_fails_the_test_op(so: SoEnv) -> None:
     """A change landing between the read and the PATCH makes the JSON Patch test op answer 409: ConflictError."""
     ref = so.target.read_reference()
