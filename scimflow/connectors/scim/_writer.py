@@ -29,8 +29,7 @@ from typing import Any
 
 import httpx
 
-from scimflow.apply._rows import PlanRow
-from scimflow.apply._writer import RowKey
+from scimflow.apply import PlanRow, RowKey
 from scimflow.computed_groups import groups_for, parse_group_name, values_from_groups
 from scimflow.config import ScimConfig
 from scimflow.connectors.errors import ConnectorError, NotFoundError, PayloadError
