@@ -534,7 +534,7 @@ def test_broken_config_stops_early(tmp_path: Path) -> None:
     path.write_text("entra: {tenant_id: x}\n")
     checks = run_checks(path)
     assert [c.status for c in checks] == ["fail"]
-    assert "superoffice" in checks[0].detail
+    assert "entra.client_id" in checks[0].detail
 
 
 def test_print_checks_marks_each_status() -> None:
@@ -553,3 +553,114 @@ def test_print_checks_marks_each_status() -> None:
     for mark in ("✓", "!", "✗", "–"):
         assert mark in text
     assert "1 check(s) failed, 1 warning(s)" in text
+
+
+# ------------------------------------------------------------------------------------------ SCIM target
+
+
+SCIM_NAMES = ["SCIM token", "SCIM Groups", "SCIM listing", "SCIM ETags", "SCIM dialect"]
+
+
+@pytest.fixture
+def scim_host(request: pytest.FixtureRequest, tmp_path: Path, graph_data: dict[str, Any]) -> Iterator[EmulatorHost]:
+    """The Graph emulator and the SCIM emulator over HTTPS (``target: scim``); ``request.param`` is the dialect
+    (default entra), or a dict with ``dialect`` and emulator ``settings``."""
+    param = getattr(request, "param", "entra")
+    spec: dict[str, Any] = param if isinstance(param, dict) else {"dialect": param}
+    with EmulatorHost(
+        graph_data,
+        {},
+        tmp_path / "emu",
+        rules=FIXTURES / "rules.yaml",
+        target="scim",
+        scim_dialect=spec["dialect"],
+        scim_settings=spec.get("settings"),
+    ) as h:
+        yield h
+        clear_app_cache()
+
+
+@pytest.mark.parametrize("scim_host", ["entra", "rfc"], indirect=True)
+def test_scim_target_passes_on_the_emulator(scim_host: EmulatorHost, capsys: pytest.CaptureFixture[str]) -> None:
+    """Against the SCIM emulator in either dialect every check passes, no SuperOffice check runs, no token is shown."""
+    checks = run_checks(scim_host.config_path)
+    assert not failing(checks), [(c.name, c.detail) for c in failing(checks)]
+    assert not [c for c in checks if "SuperOffice" in c.name or c.status == "skip"]
+    assert [c.name for c in checks if c.name.startswith("SCIM")] == SCIM_NAMES
+    assert by_name(checks, "secret scim.token").detail == "file:scim-token resolves"
+    assert by_name(checks, "reach SCIM server").status == "ok"
+    assert "empty ListResponse" in by_name(checks, "SCIM token").detail
+    assert by_name(checks, "SCIM listing").status == "ok"
+    dialect = scim_host.scim.settings.dialect
+    etags, fits = by_name(checks, "SCIM ETags"), by_name(checks, "SCIM dialect")
+    assert fits.status == "ok"
+    if dialect == "rfc":
+        assert "If-Match" in etags.detail and "carry" in etags.detail
+        assert fits.detail.startswith("rfc fits")
+    else:
+        assert "never sends If-Match" in etags.detail
+        assert "dialect: rfc would fit too" in fits.detail
+    assert run_doctor(scim_host.config_path) == 0
+    out = capsys.readouterr().out
+    assert scim_host.secrets is not None and scim_host.secrets.scim_token
+    assert scim_host.secrets.scim_token not in out
+    assert "all checks passed" in out
+
+
+def test_scim_refused_token_fails_with_the_fix(scim_host: EmulatorHost, capsys: pytest.CaptureFixture[str]) -> None:
+    """A token the SCIM server refuses (401) fails the token check, says where the token comes from, shows no token."""
+    wrong = "not-the-token-" + "x" * 20
+    write_private(scim_host.folder / "wrong-token", wrong)
+    path = variant(scim_host, "wrong-token.yaml", lambda d: d["scim"].update(token="file:wrong-token"))
+    checks = run_checks(path)
+    token = by_name(checks, "SCIM token")
+    assert token.status == "fail"
+    assert "refused the token (401)" in token.detail
+    assert token.fix is not None and "SCIM Sync Config" in token.fix and "file:wrong-token" in token.fix
+    assert [c.status for c in checks if c.name in SCIM_NAMES[1:]] == ["skip"] * 4
+    assert failing(checks) == [token]
+    assert scim_host.scim.stats()["unauthorized"] >= 1
+    assert run_doctor(path) == 1
+    out = capsys.readouterr().out
+    assert wrong not in out
+    assert scim_host.secrets is not None and scim_host.secrets.scim_token
+    assert scim_host.secrets.scim_token not in out
+
+
+@pytest.mark.parametrize(
+    "scim_host",
+    [
+        {"dialect": "entra", "settings": {"list_users": False}},
+        {"dialect": "rfc", "settings": {"list_users": False, "list_refused_status": 400}},
+    ],
+    indirect=True,
+)
+def test_scim_listing_refused_warns(scim_host: EmulatorHost) -> None:
+    """A server that refuses to list users (403 or 400) is a warning saying users are looked up by filter."""
+    checks = run_checks(scim_host.config_path)
+    assert not failing(checks), [(c.name, c.detail) for c in failing(checks)]
+    listing = by_name(checks, "SCIM listing")
+    assert listing.status == "warn"
+    assert "refused" in listing.detail and "one filter GET each" in listing.detail
+    assert by_name(checks, "SCIM token").status == "ok"
+    assert scim_host.scim.stats()["refused_listings"] == 1
+
+
+def test_scim_base_url_without_scim_is_named(scim_host: EmulatorHost) -> None:
+    """A base_url with no SCIM server behind it (404 on /Users) fails the token check and names scim.base_url."""
+    path = variant(
+        scim_host, "wrong-base.yaml", lambda d: d["scim"].update(base_url=scim_host.scim_origin + "/nothing/v2")
+    )
+    token = by_name(run_checks(path), "SCIM token")
+    assert token.status == "fail"
+    assert "no SCIM Users endpoint" in token.detail
+    assert token.fix is not None and "scim.base_url" in token.fix and "/nothing/v2" in token.fix
+
+
+def test_scim_server_down_skips_the_scim_checks(scim_host: EmulatorHost) -> None:
+    """With the SCIM server's port closed the reach check fails and every SCIM check is skipped, not failed."""
+    port = free_port()
+    path = variant(scim_host, "down.yaml", lambda d: d["scim"].update(base_url=f"https://127.0.0.1:{port}/scim/v2"))
+    checks = run_checks(path)
+    assert "connection refused" in by_name(checks, "reach SCIM server").detail
+    assert [c.status for c in checks if c.name in SCIM_NAMES] == ["skip"] * 5
