@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from scimflow.errors import ScimflowError
-from scimflow.sync_params import add_sync_arguments, params_from_namespace
+from scimflow.sync_options import add_sync_arguments
+from scimflow.sync_params import params_from_namespace
 from scimflow.vocab import ROW_ACTIONS
 
 __all__ = ["main", "print_result"]
@@ -33,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    """The sync options (derived from :class:`~scimflow.sync_params.SyncParams`) and ``--result-json``."""
+    """The sync options (:data:`scimflow.sync_options.SYNC_FLAGS`) and ``--result-json``."""
     p = _Parser(prog="python -m flows.run", description=__doc__.splitlines()[0])
     add_sync_arguments(p)
     p.add_argument("--result-json", type=Path, default=None, help="also write the run's result as JSON here")

@@ -19,7 +19,7 @@ from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
 from scimflow.errors import ScimflowError
-from scimflow.sync_params import SYNC_FLAGS, SyncFlag
+from scimflow.sync_options import SYNC_FLAGS, SyncFlag  # standard library only: --help stays fast
 
 __all__ = ["ScimflowGroup", "app", "main"]
 
@@ -178,7 +178,7 @@ def plan(
 
 
 def _sync_option(f: SyncFlag) -> inspect.Parameter:
-    """The typer option of one sync flag (scimflow.sync_params.SYNC_FLAGS, derived from SyncParams)."""
+    """The typer option of one sync option (scimflow.sync_options.SYNC_FLAGS, which SyncParams follows)."""
     names = [f.flag, *([f.short] if f.short else [])]
     annotation: Any
     default: Any = f.default
@@ -191,7 +191,7 @@ def _sync_option(f: SyncFlag) -> inspect.Parameter:
         annotation = Annotated[Path | None if default is None else Path, typer.Option(*names, help=f.text)]
         default = None if default is None else Path(str(default))
     elif f.kind is int:
-        annotation = Annotated[int, typer.Option(*names, help=f.text)]
+        annotation = Annotated[int, typer.Option(*names, help=f.text, min=f.ge, max=f.le)]
     else:
         annotation = Annotated[str | None if default is None else str, typer.Option(*names, help=f.text)]
     return inspect.Parameter(f.dest, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)

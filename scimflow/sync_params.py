@@ -1,26 +1,26 @@
-"""The options of one sync run, defined once.
+"""The parameters of one sync run as a pydantic model (the form Prefect shows for a run; no Prefect here).
 
-:class:`SyncParams` is the flow's parameter model (the form Prefect shows for a run); :data:`SYNC_FLAGS`
-names the command-line flag of each of its fields. Everything else is derived from these two:
-``scimflow sync``'s options (scimflow/cli.py), the parser of ``python -m flows.run``
-(:func:`add_sync_arguments`, :func:`params_from_namespace`) and the command line ``scimflow sync`` hands
-to that child process (:func:`sync_argv`). A field without a flag, or a flag without a field, fails at
-import.
+Defaults, ranges and descriptions come from :data:`scimflow.sync_options.SYNC_FLAGS`, the one definition of
+the sync options; the model only adds the types, and checks at import that its fields are exactly those
+options, with the same types. :func:`params_from_namespace` builds it from parsed arguments and
+:func:`sync_argv` writes the command line ``scimflow sync`` hands to ``python -m flows.run``.
 """
 
 from __future__ import annotations
 
 import argparse
 import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from scimflow.sync_options import MODES, SYNC_FLAGS, SyncFlag, add_sync_arguments, flag_of
 
 __all__ = [
     "MODES",
     "SYNC_FLAGS",
+    "Mode",
     "SyncFlag",
     "SyncParams",
     "add_sync_arguments",
@@ -29,107 +29,51 @@ __all__ = [
 ]
 
 Mode = Literal["preview", "approve", "auto"]
-#: The run modes, in the order the help lists them.
-MODES: Final[tuple[str, ...]] = typing.get_args(Mode)
+
+
+def _field(name: str) -> Any:
+    """The pydantic ``Field`` of option ``name``: its default, range and description."""
+    f = flag_of(name)
+    return Field(f.default, description=f.description, ge=f.ge, le=f.le)
 
 
 class SyncParams(BaseModel):
     """Parameters of one sync run (a form in the Prefect UI)."""
 
-    config: str = Field("scimflow.yaml", description="Path of the scimflow.yaml to use")
-    rules: str | None = Field(None, description="A rule set overriding the config's `rules`")
-    mode: Mode = Field(
-        "approve", description="preview: plan only; approve: pause for the form; auto: apply within the guardrails"
-    )
-    user: str | None = Field(None, description="Sync only this user (UPN)")
-    approval_timeout: int = Field(3600, ge=1, description="Seconds to wait for the approval form; a timeout rejects")
-    cli_approved: bool = Field(False, description="Approved on the command line (`scimflow sync --approve`)")
-    wait_for_held: bool = Field(
-        True, description="auto mode: pause for classes over their guardrail budget (else end with them held)"
-    )
-    full: bool = Field(False, description="Read all Entra users even when a delta link is stored")
-    poll_interval: int = Field(2, ge=1, le=60, description="Seconds between checks for the approval while paused")
+    config: str = _field("config")
+    rules: str | None = _field("rules")
+    mode: Mode = _field("mode")
+    user: str | None = _field("user")
+    approval_timeout: int = _field("approval_timeout")
+    cli_approved: bool = _field("cli_approved")
+    wait_for_held: bool = _field("wait_for_held")
+    full: bool = _field("full")
+    poll_interval: int = _field("poll_interval")
 
 
-@dataclass(frozen=True)
-class SyncFlag:
-    """How one :class:`SyncParams` field appears on a command line.
-
-    ``negated``: a flag that turns a field whose default is true off (``--no-wait-for-held``). ``help``
-    replaces the field's description where the command line reads differently from the form.
-    """
-
-    field: str
-    flag: str
-    short: str | None = None
-    negated: bool = False
-    help: str | None = None
-    is_path: bool = False
-
-    @property
-    def dest(self) -> str:
-        """The attribute name on a parsed namespace (the field's name)."""
-        return self.field
-
-    @property
-    def kind(self) -> type:
-        """``bool`` (a flag without a value), ``int`` or ``str``."""
-        annotation = SyncParams.model_fields[self.field].annotation
-        if annotation is bool:
-            return bool
-        if annotation is int:
-            return int
-        return str
-
-    @property
-    def default(self) -> object:
-        return SyncParams.model_fields[self.field].default
-
-    @property
-    def choices(self) -> tuple[str, ...] | None:
-        return MODES if self.field == "mode" else None
-
-    @property
-    def text(self) -> str:
-        """The help text: ``help`` or the field's description."""
-        return self.help or SyncParams.model_fields[self.field].description or ""
-
-
-#: One flag per :class:`SyncParams` field, in the order ``--help`` lists them.
-SYNC_FLAGS: Final[tuple[SyncFlag, ...]] = (
-    SyncFlag("config", "--config", "-c", help="The scimflow.yaml to use", is_path=True),
-    SyncFlag("rules", "--rules", "-r", is_path=True),
-    SyncFlag("mode", "--mode"),
-    SyncFlag("user", "--user"),
-    SyncFlag("cli_approved", "--approve", help="Approve on the command line (recorded as such)"),
-    SyncFlag("approval_timeout", "--timeout"),
-    SyncFlag(
-        "wait_for_held",
-        "--no-wait-for-held",
-        negated=True,
-        help="auto mode: end with the classes over their guardrail budget held, instead of pausing for them",
-    ),
-    SyncFlag("full", "--full"),
-    SyncFlag("poll_interval", "--poll-interval"),
-)
-
-if {f.field for f in SYNC_FLAGS} != set(SyncParams.model_fields) or len(SYNC_FLAGS) != len(SyncParams.model_fields):
-    _msg = "SYNC_FLAGS must name every SyncParams field exactly once"
-    raise AssertionError(_msg)
-
-
-def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one argument per :data:`SYNC_FLAGS` entry (``dest`` = the field name, default = the field's)."""
+def _check_options_match_model() -> None:
+    fields = SyncParams.model_fields
+    if [f.field for f in SYNC_FLAGS] != list(fields):
+        msg = f"SYNC_FLAGS {[f.field for f in SYNC_FLAGS]} must list SyncParams' fields {list(fields)} in order"
+        raise AssertionError(msg)
+    if typing.get_args(Mode) != MODES:
+        msg = f"Mode {typing.get_args(Mode)} differs from MODES {MODES}"
+        raise AssertionError(msg)
     for f in SYNC_FLAGS:
-        names = [f.flag, *([f.short] if f.short else [])]
-        if f.kind is bool:
-            action = "store_false" if f.negated else "store_true"
-            parser.add_argument(*names, dest=f.dest, action=action, default=f.default, help=f.text)
-        else:
-            parser.add_argument(*names, dest=f.dest, type=f.kind, choices=f.choices, default=f.default, help=f.text)
+        annotation = fields[f.field].annotation
+        if typing.get_origin(annotation) is Literal:
+            kinds: set[object] = {str}
+        else:  # X or X | None
+            kinds = {a for a in typing.get_args(annotation) if a is not type(None)} or {annotation}
+        if kinds != {f.kind}:
+            msg = f"SyncParams.{f.field} is {annotation}, but its option says {f.kind.__name__}"
+            raise AssertionError(msg)
 
 
-def params_from_namespace(ns: argparse.Namespace | dict[str, object], *, resolve: bool = True) -> SyncParams:
+_check_options_match_model()
+
+
+def params_from_namespace(ns: argparse.Namespace | dict[str, Any], *, resolve: bool = True) -> SyncParams:
     """:class:`SyncParams` from parsed arguments (pydantic checks the ranges: ``ValidationError``).
 
     ``resolve``: make ``config`` and ``rules`` absolute (the flow may run in another folder).

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from scimflow.cli import ScimflowGroup, app
 from scimflow.config import ConfigError
-from scimflow.sync_params import SYNC_FLAGS, SyncParams, add_sync_arguments, params_from_namespace, sync_argv
+from scimflow.sync_options import SYNC_FLAGS, add_sync_arguments
+from scimflow.sync_params import SyncParams, params_from_namespace, sync_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -153,3 +154,22 @@ def test_negated_flag_turns_the_field_off():
     add_sync_arguments(parser)
     assert params_from_namespace(parser.parse_args([])).wait_for_held is True
     assert params_from_namespace(parser.parse_args(["--no-wait-for-held"])).wait_for_held is False
+
+
+def test_sync_params_form_follows_the_options():
+    """The flow's form (SyncParams' JSON Schema) carries each option's description, default and range."""
+    props = SyncParams.model_json_schema()["properties"]
+    assert list(props) == [f.field for f in SYNC_FLAGS]
+    for f in SYNC_FLAGS:
+        assert props[f.field]["description"] == f.description
+        assert props[f.field]["default"] == f.default
+        assert props[f.field].get("minimum") == f.ge
+        assert props[f.field].get("maximum") == f.le
+    assert props["mode"]["enum"] == ["preview", "approve", "auto"]
+
+
+def test_cli_import_leaves_pydantic_out():
+    """Importing the CLI (what `scimflow --help` does) does not import pydantic: the sync options are stdlib."""
+    code = "import sys, scimflow.cli; print('pydantic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
