@@ -7,7 +7,8 @@ as sets; ``""`` counts as null, a null ``secondary_groups`` as no groups, a null
 
 Trimming strips the Unicode ``White_Space`` characters (what Polars' ``strip_chars`` strips; Python's
 ``str.strip`` also strips U+001C..U+001F, so :func:`norm` names the set). Lower-casing is Unicode's full
-lower-case mapping on both sides (not ``casefold``: ``"ß"`` stays ``"ß"``).
+lower-case mapping on both sides (not ``casefold``: ``"ß"`` stays ``"ß"``); Polars' Unicode tables are newer
+than Python 3.11's, so the few characters assigned after Unicode 14 may lower-case differently per side.
 """
 
 from __future__ import annotations
