@@ -14,8 +14,9 @@ import polars as pl
 from rich.console import Console
 
 from scimflow.config import Guardrails
+from scimflow.errors import ScimflowError
 from scimflow.plan import Plan, build_plan, evaluate_guardrails, frames_from_fixtures, write_plan_files
-from scimflow.rules import RuleError, load_rules
+from scimflow.rules import load_rules
 
 __all__ = ["print_summary", "run_plan_offline"]
 
@@ -63,7 +64,7 @@ def run_plan_offline(
         plan = build_plan(entra, so, ref, ruleset, link_frame)
         verdict = evaluate_guardrails(plan, guardrails or Guardrails(), entra.height, None)
         plan_hash = write_plan_files(plan, verdict, out)
-    except RuleError as exc:
+    except ScimflowError as exc:  # a rule, schema or config problem: its message says where
         console.print(f"[red]error[/red]: {exc}", markup=True, highlight=False)
         return EXIT_ERROR
     except (OSError, ValueError, KeyError, TypeError) as exc:
