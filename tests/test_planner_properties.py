@@ -54,6 +54,13 @@ LOCALS = ["kari", "ola", "per", "sara", "anne", "nils", "liv", "tor"]
 SEEN: Counter[str] = Counter()
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a repeated value out again instead of an anchor and alias (rule files refuse aliases)."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 # --- strategies ------------------------------------------------------------------------------------------
 
 
@@ -288,7 +295,7 @@ def fast_plan(case: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int
         {"id": list(case["quarantine"]), "reason": list(case["quarantine"].values())},
         schema={"id": pl.String, "reason": pl.String},
     )
-    rules = parse_rules(yaml.safe_dump(case["rules"], sort_keys=False), source="<generated>")
+    rules = parse_rules(yaml.dump(case["rules"], Dumper=_NoAliases, sort_keys=False), source="<generated>")
     plan = build_plan(entra, so, reference_frame(), rules, links, quarantine)
     rows = [
         {
