@@ -24,6 +24,7 @@ __all__ = ["STAGE_OF_TASK", "count_task_runs", "run_flow"]
 STAGE_OF_TASK: dict[str, str] = {
     "extract-entra-users": "extract",
     "extract-superoffice-users": "extract",
+    "extract-scim-users": "extract",
     "validate-users": "validate",
     "plan-changes": "plan",
     "publish-preview": "preview",

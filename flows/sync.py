@@ -53,7 +53,7 @@ from tasks.apply import (
     record_approval_form,
     release_apply_session,
 )
-from tasks.extract import extract_entra_users, extract_superoffice_users
+from tasks.extract import extract_entra_users, extract_target_users
 from tasks.plan import plan_changes, start_sync_run
 from tasks.preview import ArtifactKeys, publish_preview, publish_report
 from tasks.validate import validate_users
@@ -92,7 +92,7 @@ def sync_users(params: SyncParams) -> SyncResult:
     config = load_config(params.config)
     keys = ArtifactKeys.for_tenant(config.tenant_key)
     entra = extract_entra_users(config, params.full)
-    so = extract_superoffice_users(config)
+    so = extract_target_users(config, entra)
     checked = validate_users(entra, so)
     rules = Path(params.rules) if params.rules else None
     planned = plan_changes(config, rules, entra, so, checked, new_plan_dir(config), params.user)

@@ -8,7 +8,7 @@ in any process.
 
     extract_entra ──┐
                     ├─ validate ─ plan ─► plan files (plan.jsonl, summary.json, plan.parquet) + verdict
-    extract_superoffice ┘
+    extract_target ─┘   (the config's ``target:``: SuperOffice's Web API, or a SCIM service provider)
 """
 
 from __future__ import annotations
@@ -35,16 +35,21 @@ if TYPE_CHECKING:
 __all__ = [
     "EntraExtract",
     "PlanOutcome",
+    "ScimExtract",
     "SuperOfficeExtract",
+    "TargetExtract",
     "Validated",
     "extract_entra",
+    "extract_scim",
     "extract_superoffice",
+    "extract_target",
     "load_rule_set",
     "open_store",
     "plan",
     "plan_with_store",
     "run_plan_stages",
     "validate",
+    "validate_extracts",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,9 +78,23 @@ class SuperOfficeExtract:
 
 
 @dataclass(frozen=True)
+class ScimExtract:
+    """Every SCIM user (with the element values its computed groups give) and the computed groups
+    (:data:`scimflow.connectors.scim.SCIM_USERS_SCHEMA`, :data:`~scimflow.connectors.scim.SCIM_GROUPS_SCHEMA`)."""
+
+    users: pl.DataFrame
+    groups: pl.DataFrame
+
+
+#: What the target's extract gives: SuperOffice's users and lists, or a SCIM provider's users and groups.
+TargetExtract = SuperOfficeExtract | ScimExtract
+
+
+@dataclass(frozen=True)
 class Validated:
-    """The SuperOffice users that passed validation, every Entra user (quarantined ones take part in
-    matching) and the quarantined Entra users (columns ``id``, ``reason``)."""
+    """The target's users that passed validation (a SuperOffice frame, or the SCIM users frame for a SCIM
+    target), every Entra user (quarantined ones take part in matching) and the quarantined Entra users
+    (columns ``id``, ``reason``)."""
 
     superoffice: pl.DataFrame
     quarantine: pl.DataFrame
@@ -185,6 +204,45 @@ def extract_superoffice(config: Config) -> SuperOfficeExtract:
     return SuperOfficeExtract(users=users, reference=reference)
 
 
+def extract_scim(config: Config, store: StateStore | None = None, entra: EntraExtract | None = None) -> ScimExtract:
+    """Read every SCIM user and the computed groups (paged lists; where the server refuses listing, look-ups
+    of the stored links' ids, of each Entra user by ``userName``/``externalId``, and of each computed group
+    the rules can give)."""
+    from scimflow.computed_groups import img_rules
+    from scimflow.connectors.scim import ScimClient, read_scim_state
+    from scimflow.rules import load_rules
+
+    scim = config.require_scim()
+    ids = store.links(string_ids=True).get_column("associate_id").to_list() if store is not None else []
+    keys = list(entra.frame.select("userPrincipalName", "id").iter_rows()) if entra is not None else []
+    groups = [r.group for r in img_rules(load_rules(config.rules), scim.group_prefix)]
+    with ScimClient(scim, ca_bundle=config.ca_bundle) as client:
+        users, computed = read_scim_state(client, ids=ids, users=keys, group_names=groups)
+    log.info("extracted %d SCIM users, %d computed groups", users.height, computed.height)
+    return ScimExtract(users=users, groups=computed)
+
+
+def extract_target(config: Config, store: StateStore | None = None, entra: EntraExtract | None = None) -> TargetExtract:
+    """The target's side, as the config's ``target:`` names it."""
+    if config.target == "scim":
+        return extract_scim(config, store, entra)
+    return extract_superoffice(config)
+
+
+def validate_extracts(entra: EntraExtract, target: TargetExtract) -> Validated:
+    """:func:`validate` for either target: a SCIM target's users are checked as the planner will see them
+    (the SuperOffice frame's model), and only the valid ones are kept."""
+    if isinstance(target, SuperOfficeExtract):
+        return validate(entra.frame, target.users)
+    from scimflow.plan import scim_target_frame
+
+    frame, ids = scim_target_frame(target.users)
+    checked = validate(entra.frame, frame)
+    valid = ids.join(checked.superoffice.select("associate_id"), on="associate_id", how="semi")
+    users = target.users.join(valid.select("partner_id"), on="partner_id", how="semi")
+    return dataclasses.replace(checked, superoffice=users)
+
+
 def validate(entra: pl.DataFrame, superoffice: pl.DataFrame) -> Validated:
     """Check both frames with the Pandera models; invalid Entra users go to quarantine with a reason.
 
@@ -221,7 +279,7 @@ def plan(
     config: Config,
     rules: RuleSet,
     entra: EntraExtract,
-    so: SuperOfficeExtract,
+    so: TargetExtract,
     validated: Validated,
     links: pl.DataFrame,
     out: Path,
@@ -235,19 +293,31 @@ def plan(
     narrows the written plan to that one UPN afterwards. Source health (``min_source_users``,
     ``max_source_drop`` against ``last_source_users``) is part of the verdict.
     """
-    from scimflow.plan import build_plan, evaluate_guardrails, write_plan_files
+    from scimflow.plan import build_plan, evaluate_guardrails, plan_scim, write_plan_files
 
-    full = build_plan(
-        validated.entra_all,  # quarantined users take part in matching (their partner is left alone)
-        validated.superoffice,
-        so.reference,
-        rules,
-        links,
-        quarantine=validated.quarantine,
-    )
+    if isinstance(so, ScimExtract):
+        full = plan_scim(
+            validated.entra_all,
+            validated.superoffice,
+            so.groups,
+            rules,
+            links,
+            validated.quarantine,
+            prefix=config.require_scim().group_prefix,
+        )
+        present = so.users.get_column("partner_id")
+    else:
+        full = build_plan(
+            validated.entra_all,  # quarantined users take part in matching (their partner is left alone)
+            validated.superoffice,
+            so.reference,
+            rules,
+            links,
+            quarantine=validated.quarantine,
+        )
+        present = so.users.get_column("associate_id")
     p = _only_user(full, user) if user else full
     linked_ids = links.get_column("associate_id").unique()
-    present = so.users.get_column("associate_id")
     linked_missing = int((~linked_ids.is_in(present.implode())).sum()) if linked_ids.len() else 0
     verdict = evaluate_guardrails(
         p,
@@ -257,8 +327,7 @@ def plan(
         linked=linked_ids.len(),
         linked_missing=linked_missing,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    plan_hash = write_plan_files(p, verdict, out)
+    plan_hash = write_plan_files(p, verdict, out)  # creates ``out`` owner-only (refused if unsafe)
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     log.info(
         "planned %d rows (hash %s…), guardrails %s", p.rows.height, plan_hash[:12], summary["guardrails"]["verdict"]
@@ -275,7 +344,7 @@ def run_plan_stages(
     out: Path,
     full: bool = False,
     user: str | None = None,
-) -> tuple[PlanOutcome, EntraExtract, SuperOfficeExtract]:
+) -> tuple[PlanOutcome, EntraExtract, TargetExtract]:
     """Extract, validate and plan in one call (``scimflow plan``, ``explain`` and the demo's re-plan)."""
     rule_set = load_rule_set(config, rules)
     with open_store(config) as store:
@@ -284,10 +353,10 @@ def run_plan_stages(
 
 def _run_plan_stages(
     config: Config, rule_set: RuleSet, store: StateStore, *, out: Path, full: bool, user: str | None
-) -> tuple[PlanOutcome, EntraExtract, SuperOfficeExtract]:
+) -> tuple[PlanOutcome, EntraExtract, TargetExtract]:
     entra = extract_entra(config, store, full=full)
-    so = extract_superoffice(config)
-    validated = validate(entra.frame, so.users)
+    so = extract_target(config, store, entra)
+    validated = validate_extracts(entra, so)
     outcome = plan_with_store(config, rule_set, store, entra, so, validated, out, user=user)
     return outcome, entra, so
 
@@ -297,20 +366,21 @@ def plan_with_store(
     rules: RuleSet,
     store: StateStore,
     entra: EntraExtract,
-    so: SuperOfficeExtract,
+    so: TargetExtract,
     validated: Validated,
     out: Path,
     *,
     user: str | None = None,
 ) -> PlanOutcome:
-    """:func:`plan` with the links and the last successful source count read from ``store``."""
+    """:func:`plan` with the links (a SCIM target's ids are strings) and the last successful source count
+    read from ``store``."""
     return plan(
         config,
         rules,
         entra,
         so,
         validated,
-        store.links(),
+        store.links(string_ids=isinstance(so, ScimExtract)),
         out,
         last_source_users=store.last_successful_source_count(),
         user=user,

@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from scimflow import pipeline
 from scimflow.config import Config
 
-__all__ = ["extract_entra_users", "extract_superoffice_users"]
+__all__ = ["extract_entra_users", "extract_target_users"]
 
 
 @task(name="extract-entra-users", retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
@@ -28,9 +28,24 @@ def extract_entra_users(config: Config, full: bool = False) -> pipeline.EntraExt
     return result
 
 
-@task(name="extract-superoffice-users", retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def extract_superoffice_users(config: Config) -> pipeline.SuperOfficeExtract:
-    """Read every SuperOffice user and the tenant's reference lists."""
-    result = pipeline.extract_superoffice(config)
-    get_run_logger().info("SuperOffice: %d users", result.users.height)
+@task(
+    name="extract-target-users",
+    task_run_name="extract-{config.target}-users",
+    retries=1,
+    retry_delay_seconds=10,
+    cache_policy=NO_CACHE,
+)
+def extract_target_users(config: Config, entra: pipeline.EntraExtract) -> pipeline.TargetExtract:
+    """Read the target's users: SuperOffice's users and reference lists, or a SCIM provider's users and
+    computed groups (``entra`` names whom to look up where a SCIM server refuses listing)."""
+    if config.target != "scim":
+        so = pipeline.extract_superoffice(config)
+        get_run_logger().info("SuperOffice: %d users", so.users.height)
+        return so
+    store = pipeline.open_store(config)
+    try:
+        result = pipeline.extract_scim(config, store, entra)
+    finally:
+        store.close()
+    get_run_logger().info("SCIM: %d users, %d computed groups", result.users.height, result.groups.height)
     return result

@@ -18,7 +18,7 @@ def plan_changes(
     config: Config,
     rules: Path | None,
     entra: pipeline.EntraExtract,
-    so: pipeline.SuperOfficeExtract,
+    so: pipeline.TargetExtract,
     validated: pipeline.Validated,
     out: Path,
     user: str | None = None,

@@ -11,8 +11,8 @@ __all__ = ["validate_users"]
 
 
 @task(name="validate-users", cache_policy=NO_CACHE)
-def validate_users(entra: pipeline.EntraExtract, so: pipeline.SuperOfficeExtract) -> pipeline.Validated:
+def validate_users(entra: pipeline.EntraExtract, so: pipeline.TargetExtract) -> pipeline.Validated:
     """Check both frames; quarantine invalid Entra users with a reason."""
-    result = pipeline.validate(entra.frame, so.users)
+    result = pipeline.validate_extracts(entra, so)
     get_run_logger().info("validated: %d quarantined", result.quarantine.height)
     return result

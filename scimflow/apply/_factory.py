@@ -21,9 +21,14 @@ def new_writer(config: Config) -> Writer:
     The connectors are imported here only, so the engine never imports a target's package.
     """
     if config.target == "scim":
+        from scimflow.computed_groups import img_rules
         from scimflow.connectors.scim import ScimWriter
+        from scimflow.rules import load_rules
 
-        return ScimWriter(config.require_scim(), ca_bundle=config.ca_bundle)
+        scim = config.require_scim()
+        # the computed groups the rules can give: how a server that refuses listing is read
+        groups = [r.group for r in img_rules(load_rules(config.rules), scim.group_prefix)]
+        return ScimWriter(scim, ca_bundle=config.ca_bundle, group_names=groups)
     from scimflow.connectors.superoffice import SuperOfficeWriter
 
     return SuperOfficeWriter(config.require_superoffice(), ca_bundle=config.ca_bundle)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from scimflow.plan._files import plan_lines, write_plan_files
 from scimflow.plan._guardrails import CHANGE_CLASSES, GuardrailVerdict, evaluate_guardrails
 from scimflow.plan._planner import COUNT_KEYS, ROW_SCHEMA, Plan, build_plan
-from scimflow.plan._scim import GROUP_ACTIONS, GROUP_COUNT_KEYS, plan_scim
+from scimflow.plan._scim import GROUP_ACTIONS, GROUP_COUNT_KEYS, plan_scim, scim_target_frame
 from scimflow.plan.fixtures import frames_from_fixtures
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "frames_from_fixtures",
     "plan_lines",
     "plan_scim",
+    "scim_target_frame",
     "write_plan_files",
 ]
