@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,19 @@ import httpx
 import pytest
 from scim2_client import RequestNetworkException
 from scim2_client.client import BaseSyncSCIMClient
+from scim2_server.testing import ScimStorageContract
 from scim2_tester import CheckResult, Status, check_server
 
 from scimflow.emulators.pki import TlsFiles
-from scimflow.emulators.scim import ScimEmulator, ScimEmulatorSettings, ScimFixtureError
+from scimflow.emulators.scim import (
+    FastCopyStorage,
+    ScimEmulator,
+    ScimEmulatorSettings,
+    ScimFixtureError,
+    scim_provider,
+    tree_copy,
+)
+from scimflow.emulators.scim._server import load_resources
 from tests.scim.scimkit import ScimServer, start_scim
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -442,7 +452,7 @@ def test_emulate_target_scim_option_errors(tmp_path: Path, capsys: pytest.Captur
     stop = threading.Event()
     bad = tmp_path / "bad.json"
     bad.write_text('{"users": [1]}')
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"target": "ldap"}, "--target must be superoffice or scim"),
         ({"target": "scim", "scim_dialect": "azure"}, "--scim-dialect must be entra or rfc"),
         ({"target": "scim", "scim_data": bad}, "users[0] must be an object"),
@@ -472,3 +482,34 @@ def test_emulate_target_scim_config_loads(tmp_path: Path) -> None:
         stop.set()
         th.join(20)
     assert result.get("rc") == 0
+
+
+# -- the emulator's storage: scim2-server's, with cheaper copies --------------------------------------------
+
+
+class TestFastCopyStorage(ScimStorageContract):
+    """scim2-server's own storage contract (44 rules) holds for the emulator's FastCopyStorage."""
+
+    @pytest.fixture
+    def storage(self) -> FastCopyStorage:
+        """A new, empty FastCopyStorage."""
+        return FastCopyStorage()
+
+
+def test_tree_copy_is_a_deep_copy() -> None:
+    """tree_copy gives a resource equal to deepcopy's, sharing no model, list or dict with the original."""
+    provider = scim_provider("rfc")
+    group: Any
+    [group] = load_resources(
+        provider,
+        {"groups": [{"displayName": "g", "externalId": "x", "members": [{"value": str(i)} for i in range(3)]}]},
+        "test",
+    )
+    copied = tree_copy(group)
+    assert copied == copy.deepcopy(group)
+    assert copied is not group and copied.meta is not group.meta
+    assert copied.members is not group.members
+    assert all(a is not b for a, b in zip(copied.members, group.members, strict=True))
+    copied.members[0].value = "changed"
+    copied.members.append(copied.members[1])
+    assert [m.value for m in group.members] == ["0", "1", "2"]

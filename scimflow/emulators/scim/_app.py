@@ -23,11 +23,11 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from scim2_server.memory import AsyncInMemoryStorage, InMemoryStorage
+from scim2_server.memory import AsyncInMemoryStorage
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from scimflow.emulators.scim._server import Dialect, ScimServerApp, dump, load_resources, scim_provider, store
+from scimflow.emulators.scim._storage import FastCopyStorage
 from scimflow.emulators.serve import DateHeader, answer_at
 
 __all__ = ["SCIM_PATH", "ScimEmulator", "ScimEmulatorSettings"]
@@ -88,7 +89,7 @@ class ScimEmulator:
         self.settings = settings or ScimEmulatorSettings()
         self._lock = threading.Lock()
         self.provider = scim_provider(self.settings.dialect)
-        self.storage = InMemoryStorage()
+        self.storage = FastCopyStorage()  # scim2-server's in-memory storage, cheaper copies
         store(self.storage, load_resources(self.provider, data or {}, "SCIM fixture"), self.provider)
         self.scim = ScimServerApp(AsyncInMemoryStorage(self.storage), self.provider)
         self._apply_settings()
@@ -99,6 +100,7 @@ class ScimEmulator:
         self.request_count = 0
         self._stats: dict[str, int] = {}
         self._endpoints: Counter[str] = Counter()
+        self._busy: defaultdict[str, float] = defaultdict(float)
         self._reset_stats()
         routes = [
             Route("/_emulator/snapshot", self._snapshot_route, methods=["GET"]),
@@ -128,9 +130,16 @@ class ScimEmulator:
         with self._lock:
             return dict(self._endpoints)
 
+    def busy_ms(self) -> dict[str, float]:
+        """Per endpoint label, the milliseconds from each request's arrival to its answer's start, summed: the
+        server's own processing (scim2-server's work, and waiting for the event loop), the latency excluded."""
+        with self._lock:
+            return {k: round(v, 3) for k, v in self._busy.items()}
+
     def _reset_stats(self) -> None:
         self.request_count = 0
         self._endpoints = Counter()
+        self._busy = defaultdict(float)
         self._stats = {
             "writes": 0,
             "max_writes_in_flight": 0,
@@ -172,10 +181,14 @@ class ScimEmulator:
         method = scope["method"]
         write = method in ("POST", "PUT", "PATCH", "DELETE") and not scope["path"].endswith("/.search")
         status_box: list[int] = []
+        label = self._label(method, scope["path"], scope.get("query_string", b""))
 
         async def recording_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status_box.append(int(message["status"]))
+                busy = (time.monotonic() - arrived) * 1000
+                with self._lock:
+                    self._busy[label] += busy
             if message["type"] == "http.response.body" and not message.get("more_body") and self.settings.latency:
                 # The answer leaves ``latency`` after the request arrived, the emulator's own work included.
                 await answer_at(arrived + self.settings.latency)
@@ -183,7 +196,7 @@ class ScimEmulator:
 
         with self._lock:
             self.request_count += 1
-            self._endpoints[self._label(method, scope["path"], scope.get("query_string", b""))] += 1
+            self._endpoints[label] += 1
             fault = self._fault()
             if write and fault is None:
                 self._writes_in_flight += 1
@@ -202,11 +215,7 @@ class ScimEmulator:
                         self._stats["writes"] += 1
                 if status == 401:
                     self._stats["unauthorized"] += 1
-                elif (
-                    status in (400, 403)
-                    and not self.scim.list_users
-                    and self._label(method, scope["path"], scope.get("query_string", b"")) == "GET /Users"
-                ):
+                elif status in (400, 403) and not self.scim.list_users and label == "GET /Users":
                     self._stats["refused_listings"] += 1
 
     def _fault(self) -> Response | None:
@@ -271,7 +280,7 @@ class ScimEmulator:
         return JSONResponse(public)
 
     async def _stats_route(self, request: Request) -> Response:
-        return JSONResponse({**self.stats(), "endpoints": self.endpoint_counts()})
+        return JSONResponse({**self.stats(), "endpoints": self.endpoint_counts(), "busy_ms": self.busy_ms()})
 
     async def _reset_route(self, request: Request) -> Response:
         with self._lock:

@@ -37,8 +37,9 @@ from scim2_server.memory import AsyncInMemoryStorage, InMemoryStorage, utcnow
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
-from scim2_server.service import ScimService
 from scim2_server.utils import load_default_resource_types, load_default_schemas, load_default_service_provider_config
+
+from scimflow.emulators.scim._storage import FastCopyService
 
 __all__ = ["DIALECTS", "Dialect", "ScimFixtureError", "ScimServerApp", "load_resources", "scim_provider"]
 
@@ -91,7 +92,7 @@ class ScimServerApp(ASGIApplication):
 
     def __init__(self, storage: AsyncInMemoryStorage, provider: ScimProvider) -> None:
         # Cursor pagination is not in the default config, so the secret is never used; it is set for safety.
-        super().__init__(storage, provider, ScimService(provider, secret=secrets.token_urlsafe(32)))
+        super().__init__(storage, provider, FastCopyService(provider, secret=secrets.token_urlsafe(32)))
         self.token: str | None = None
         self.list_users = True
         self.refused_status = 403
