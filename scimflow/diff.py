@@ -15,18 +15,26 @@ the console only on a terminal, and the same lines are plain when piped.
           role             "Sales" → "Manager"
     - retire (1)
       - sara.lind@contoso.com  #12: disabled in Entra ID
+
+A SCIM target's plan also has group rows (``create_group`` / ``update_group``, keyed by the group's name),
+shown after the users with one line per member added (``+``) or removed (``-``)::
+
+    + create group (1)
+      + scimflow-role-Manager
+          + kari.nordmann@contoso.com
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 
-__all__ = ["SECTIONS", "diff_lines", "read_plan_rows", "render_value", "summary_line"]
+__all__ = ["GROUP_SECTIONS", "SECTIONS", "diff_lines", "read_plan_rows", "render_value", "safe_text", "summary_line"]
 
 #: (action, sign, style, heading) in the order sections are shown: what is written first, then what is not.
 SECTIONS: tuple[tuple[str, str, str, str], ...] = (
@@ -37,6 +45,16 @@ SECTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("quarantine", "!", "magenta", "quarantine (not applied)"),
     ("conflict", "?", "magenta", "conflict (not applied)"),
 )
+#: The group rows of a SCIM plan, shown after the users' sections (same shape as :data:`SECTIONS`).
+GROUP_SECTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("create_group", "+", "green", "create group"),
+    ("update_group", "~", "yellow", "update group"),
+)
+#: How a group row's member changes are shown: (change, sign, style), additions first.
+_MEMBER_CHANGES: tuple[tuple[str, str, str, str], ...] = (
+    ("members_added", "to", "+", "green"),
+    ("members_removed", "from", "-", "red"),
+)
 _SUMMARY_WORDS = {
     "create": "to create",
     "update": "to update",
@@ -44,8 +62,13 @@ _SUMMARY_WORDS = {
     "retire": "to retire",
     "quarantine": "quarantined",
     "conflict": "in conflict",
+    "create_group": "group{s} to create",
+    "update_group": "group{s} to update",
 }
+#: Control characters (C0, DEL, C1) and bidirectional overrides: shown escaped, never sent to the terminal.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _FIELD_WIDTH = 17
+_GROUP_ACTIONS = frozenset(action for action, *_ in GROUP_SECTIONS)
 
 
 def read_plan_rows(out: Path) -> list[dict[str, Any]]:
@@ -55,12 +78,25 @@ def read_plan_rows(out: Path) -> list[dict[str, Any]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        row = json.loads(line)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            msg = f"{out}/plan.jsonl line {number}: not JSON ({exc.msg})"
+            raise ValueError(msg) from None
         if not isinstance(row, dict):
             msg = f"{out}/plan.jsonl line {number}: expected a JSON object"
             raise ValueError(msg)
         rows.append(row)
     return rows
+
+
+def safe_text(value: object) -> str:
+    """``str(value)`` with control characters and bidi overrides escaped (``\\x1b`` → ``\\u001b``).
+
+    Directory data reaches the terminal through this (keys, reasons, rule names): an escape sequence in a
+    display name must not recolour, move or hide the operator's view of the plan.
+    """
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
 
 
 def render_value(value: Any) -> str:
@@ -72,31 +108,31 @@ def render_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+        return safe_text(json.dumps(value, ensure_ascii=False))
+    return safe_text(value)
 
 
 def summary_line(rows: Sequence[Mapping[str, Any]]) -> str:
     """``Plan: 2 to create, 1 to update.`` (only the actions present), or ``No changes.``"""
-    counts = {action: 0 for action, *_ in SECTIONS}
+    counts = {action: 0 for action, *_ in (*SECTIONS, *GROUP_SECTIONS)}
     for row in rows:
         if row.get("action") in counts:
             counts[str(row["action"])] += 1
-    parts = [f"{n} {_SUMMARY_WORDS[a]}" for a, n in counts.items() if n]
+    parts = [f"{n} {_SUMMARY_WORDS[a].format(s='' if n == 1 else 's')}" for a, n in counts.items() if n]
     return f"Plan: {', '.join(parts)}." if parts else "No changes. SuperOffice matches the directory and the rules."
 
 
 def _head(sign: str, style: str, row: Mapping[str, Any]) -> Text:
     line = Text("  ")
     line.append(f"{sign} ", style=style)
-    line.append(str(row.get("key", "")), style="bold")
+    line.append(safe_text(row.get("key", "")), style="bold")
     partner = row.get("associate_id")
     if partner is not None:
-        line.append(f"  #{partner}", style="dim")
+        line.append(f"  #{safe_text(partner)}", style="dim")
     if row.get("action") in ("create", "update", "reactivate") and row.get("rules"):
-        line.append("  rules: " + ", ".join(str(r) for r in row["rules"]), style="dim")
+        line.append("  rules: " + ", ".join(safe_text(r) for r in row["rules"]), style="dim")
     if row.get("reason"):
-        line.append(f": {row['reason']}")
+        line.append(f": {safe_text(row['reason'])}")
     return line
 
 
@@ -104,7 +140,7 @@ def _changes(action: str, style: str, changes: Mapping[str, Any]) -> Iterator[Te
     for field in sorted(changes):
         change = changes[field] if isinstance(changes[field], Mapping) else {}
         line = Text("      ")
-        line.append(f"{field:<{_FIELD_WIDTH}}", style="dim")
+        line.append(f"{safe_text(field):<{_FIELD_WIDTH}}", style="dim")
         if action == "create":
             line.append(render_value(change.get("to")), style=style)
         else:
@@ -114,18 +150,37 @@ def _changes(action: str, style: str, changes: Mapping[str, Any]) -> Iterator[Te
         yield line
 
 
+def _members(changes: Mapping[str, Any], limit: int | None) -> Iterator[Text]:
+    """A group row's member changes: one ``+ key`` / ``- key`` line each, cut past ``limit`` with a count."""
+    for change, side, sign, style in _MEMBER_CHANGES:
+        entry = changes.get(change)
+        keys = entry.get(side) if isinstance(entry, Mapping) else None
+        if not isinstance(keys, list | tuple) or not keys:
+            continue
+        shown = keys if limit is None else keys[: max(0, limit)]
+        for key in shown:
+            line = Text("      ")
+            line.append(f"{sign} ", style=style)
+            line.append(safe_text(key))
+            yield line
+        if len(keys) > len(shown):
+            word = "added" if sign == "+" else "removed"
+            yield Text(f"      … and {len(keys) - len(shown)} more members {word}: see plan.jsonl", style="dim")
+
+
 def diff_lines(rows: Iterable[Mapping[str, Any]], *, limit: int | None = None) -> Iterator[Text]:
     """The plan as lines of text: a summary, then one section per action with one entry per user.
 
-    ``limit`` caps the users shown per section; the rest are counted in a last line of that section
-    (``… and 812 more updates: see plan.jsonl``), so a large plan stays readable and nothing is hidden silently.
+    ``limit`` caps the users shown per section (and the members shown per change of a group row); the rest
+    are counted in a last line (``… and 812 more (update): see plan.jsonl``), so a large plan stays
+    readable and nothing is hidden silently. ``None``: everything.
     """
     rows = list(rows)
     yield Text(summary_line(rows), style="bold")
     by_action: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         by_action.setdefault(str(row.get("action")), []).append(row)
-    for action, sign, style, heading in SECTIONS:
+    for action, sign, style, heading in (*SECTIONS, *GROUP_SECTIONS):
         section = by_action.get(action, [])
         if not section:
             continue
@@ -135,7 +190,11 @@ def diff_lines(rows: Iterable[Mapping[str, Any]], *, limit: int | None = None) -
         for row in shown:
             yield _head(sign, style, row)
             changes = row.get("changes") or {}
-            if isinstance(changes, Mapping):  # retire/reactivate: `active` is the heading; other fields below
+            if not isinstance(changes, Mapping):
+                continue
+            if action in _GROUP_ACTIONS:
+                yield from _members(changes, limit)
+            else:  # retire/reactivate: `active` is the heading; other fields below
                 shown_changes = {k: v for k, v in changes.items() if not (k == "active" and action != "update")}
                 yield from _changes(action, style, shown_changes)
         hidden = len(section) - len(shown)
