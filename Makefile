@@ -10,6 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 help:
 	@echo "make demo   - run the whole sync on local emulators (Graph + SuperOffice) with a local Prefect"
+	@echo "              make demo TARGET=scim: the same against a SCIM 2.0 emulator (SuperOffice Online)"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - benchmarks (writes bench/results.md)"
@@ -23,8 +24,10 @@ bootstrap: .venv/.synced
 	@$(UV) sync --frozen --quiet
 	@touch $@
 
+# TARGET=scim runs the demo against a SCIM 2.0 emulator (SuperOffice Online's route) instead of the Web API
+TARGET ?= superoffice
 demo: bootstrap
-	$(PY) scimflow demo
+	$(PY) scimflow demo --target $(TARGET)
 
 test: bootstrap
 	$(PY) pytest -q -p no:cacheprovider $(PYTEST_ARGS)

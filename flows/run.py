@@ -53,6 +53,11 @@ def print_result(result: object, console: Console) -> None:
         + ", ".join(f"{a} {c.get(a, 0)}" for a in ROW_ACTIONS)
         + f"; unchanged {c.get('unchanged', 0)}, unmanaged {c.get('unmanaged', 0)}"
     )
+    if "create_group" in c:  # a SCIM target's computed groups
+        console.print(
+            f"  groups: create {c.get('create_group', 0)}, update {c.get('update_group', 0)}; "
+            f"members added {c.get('members_added', 0)}, removed {c.get('members_removed', 0)}"
+        )
     g = result.guardrails
     console.print(
         f"  guardrails: {g.get('verdict')}" + (f" (held: {', '.join(g.get('held', []))})" if g.get("held") else "")
@@ -85,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         parser.error(problems)
+    from flows.states import result_of
     from flows.sync import sync_users
 
     try:
-        result = sync_users(params)
+        result = result_of(sync_users(params, return_state=True))
     except ScimflowError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1

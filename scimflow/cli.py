@@ -106,11 +106,27 @@ def demo(
     workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo keeps its files.")] = Path(
         ".scimflow/demo"
     ),
+    target: Annotated[
+        Literal["superoffice", "scim"],
+        typer.Option("--target", help="superoffice (the Web API emulator) or scim (a SCIM 2.0 emulator)."),
+    ] = "superoffice",
+    scim_dialect: Annotated[
+        Literal["entra", "rfc"], typer.Option("--scim-dialect", help="With --target scim: entra or rfc.")
+    ] = "entra",
 ) -> None:
     """Emulators with a generated tenant + the whole flow on a local Prefect, approved from the command line."""
     from scimflow.commands.demo_cmd import run_demo
 
-    _exit(run_demo(interactive=interactive, users=users, seed=seed, workdir=workdir))
+    _exit(
+        run_demo(
+            interactive=interactive,
+            users=users,
+            seed=seed,
+            workdir=workdir,
+            target=target,
+            scim_dialect=scim_dialect,
+        )
+    )
 
 
 @app.command()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scimflow.vocab import COUNT_KEYS, ROW_ACTIONS
+from scimflow.vocab import COUNT_KEYS, GROUP_ACTIONS, GROUP_COUNT_KEYS, ROW_ACTIONS
 
 if TYPE_CHECKING:
     from scimflow.apply import ApplyReport, PlanRow
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 __all__ = [
     "TABLE_CAP",
     "approval_description",
+    "artifact_keys",
+    "latest_pointer",
+    "refused_note",
     "changes_table",
     "md_code",
     "md_text",
@@ -32,6 +36,7 @@ __all__ = [
 
 #: Rows shown in the changes table; the full plan is in the plan files.
 TABLE_CAP = 200
+
 _RISKY_FIELDS = ("user_plan", "role")
 
 
@@ -138,6 +143,9 @@ def preview_markdown(
     lines += _guardrail_lines(summary)
     lines += ["", "| action | count |", "|---|---:|"]
     lines += [f"| {a} | {int(summary.get(a, 0))} |" for a in COUNT_KEYS]
+    lines += [f"| {a} | {int(summary[a])} |" for a in GROUP_COUNT_KEYS if a in summary]  # a SCIM target's
+    groups = [r for r in rows if r.action in GROUP_ACTIONS]
+    rows = [r for r in rows if r.action not in GROUP_ACTIONS]
     hits = rule_hits(rows)
     if hits:
         lines += ["", "**Rule hits** (planned rows):", "", "| rule | rows |", "|---|---:|"]
@@ -154,14 +162,40 @@ def preview_markdown(
         for r in risky:
             what = _change_text(r) or (r.reason or "")
             lines.append(f"| {md_text(r.action)} | {md_text(r.key)} | {md_text(what)} |")
-    if len(rows) > top:
-        lines += ["", f"The full plan ({len(rows)} rows) is in {md_code(Path(plan_dir) / 'plan.jsonl')}."]
+    if groups:
+        lines += _group_lines(groups, top)
+    if len(rows) > top or len(groups) > top:
+        total = len(rows) + len(groups)
+        lines += ["", f"The full plan ({total} rows) is in {md_code(Path(plan_dir) / 'plan.jsonl')}."]
     return "\n".join(lines) + "\n"
+
+
+def _group_lines(groups: Sequence[PlanRow], top: int) -> list[str]:
+    """A SCIM target's computed groups: which are created, how many members each gains and loses (a few
+    named; every key is in plan.jsonl)."""
+    lines = [
+        "",
+        f"**Computed groups** ({len(groups)}; the gateway's rules read their memberships):",
+        "",
+        "| group | action | members added | members removed |",
+        "|---|---|---|---|",
+    ]
+    for g in sorted(groups, key=lambda r: r.key)[:top]:
+        cells = []
+        for field, side in (("members_added", "to"), ("members_removed", "from")):
+            keys = list(g.changes.get(field, {}).get(side) or [])
+            named = ", ".join(md_text(k) for k in keys[:3]) + (f" … (+{len(keys) - 3})" if len(keys) > 3 else "")
+            cells.append(f"{len(keys)}" + (f": {named}" if keys else ""))
+        action = "create" if g.action == "create_group" else "update"
+        lines.append(f"| {md_text(g.key)} | {action} | {cells[0]} | {cells[1]} |")
+    return lines
 
 
 def approval_description(summary: dict[str, Any], *, plan_dir: Path | str, preview_key: str) -> str:
     """The approval form's description: the counts, the verdict and the plan hash it binds to."""
     counts = ", ".join(f"{a} {int(summary.get(a, 0))}" for a in ROW_ACTIONS)
+    if "create_group" in summary:
+        counts += "; groups: " + ", ".join(f"{a} {int(summary.get(a, 0))}" for a in GROUP_COUNT_KEYS)
     lines = [
         "## Approve this plan?",
         "",
@@ -173,9 +207,58 @@ def approval_description(summary: dict[str, Any], *, plan_dir: Path | str, previ
         "",
         f"Preview: artifact {md_code(preview_key)}; plan files: {md_code(plan_dir)}.",
         "",
-        "Set **approve** to apply. `hold_actions` (e.g. `retire`) and `hold_users` (UPNs) are left out.",
+        "Set **approve** and enter your name as **approver** to apply; **plan_hash** must stay the hash above.",
+        "`hold_actions` (classes) and `hold_users` (user keys as in the preview) are left out.",
+        *_over_budget_lines(summary),
     ]
     return "\n".join(lines)
+
+
+def _over_budget_lines(summary: dict[str, Any]) -> list[str]:
+    held = [str(c) for c in (summary.get("guardrails") or {}).get("held") or []]
+    if not held:
+        return []
+    names = ", ".join(md_code(c) for c in held)
+    return [
+        "",
+        f"**Held over budget:** {names}. They stay held unless you list them in **release_held**"
+        " (an empty `hold_actions` releases nothing).",
+    ]
+
+
+def refused_note(errors: Sequence[str], *, attempt: int, attempts: int) -> str:
+    """The block put above the form's description when its last answer was refused (nothing applied)."""
+    lines = [f"### Your last answer was refused: nothing was applied (attempt {attempt} of {attempts})", ""]
+    lines += [f"- {md_text(e)}" for e in errors]
+    return "\n".join([*lines, "", ""])
+
+
+def artifact_keys(tenant_key: str, flow_run_id: str | None) -> dict[str, str]:
+    """The artifact keys of one run: its own (``{tenant}-preview-{run}``: the run id's first 12 hex digits,
+    or a random id outside a flow run) and the tenant's "latest" pointers (``{tenant}-sync-preview``)."""
+    run = re.sub(r"[^0-9a-f]", "", (flow_run_id or uuid.uuid4().hex).lower())[:12] or uuid.uuid4().hex[:12]
+    return {
+        "preview": f"{tenant_key}-preview-{run}",
+        "changes": f"{tenant_key}-changes-{run}",
+        "report": f"{tenant_key}-report-{run}",
+        "progress": f"{tenant_key}-progress-{run}",
+        "latest_preview": f"{tenant_key}-sync-preview",
+        "latest_report": f"{tenant_key}-sync-report",
+    }
+
+
+def latest_pointer(kind: str, key: str, *, plan_hash: str, status: str | None = None) -> str:
+    """The tenant's "latest" artifact: which run's ``kind`` (preview or report) is the newest, by its key."""
+    lines = [
+        f"# Latest scimflow sync {md_text(kind)}",
+        "",
+        f"The newest {md_text(kind)} of this tenant is artifact {md_code(key)} (plan {md_code(plan_hash[:12])}"
+        + (f", status {md_code(status)}" if status else "")
+        + ").",
+        "",
+        "Approve from the paused run's own preview: another run of this tenant may have started since.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def report_markdown(

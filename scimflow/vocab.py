@@ -23,6 +23,8 @@ __all__ = [
     "CASE_INSENSITIVE",
     "CHANGE_ACTIONS",
     "COUNT_KEYS",
+    "GROUP_ACTIONS",
+    "GROUP_COUNT_KEYS",
     "ROW_ACTIONS",
     "WHITESPACE",
     "changed_expr",
@@ -39,6 +41,11 @@ ROW_ACTIONS: Final[tuple[str, ...]] = (*CHANGE_ACTIONS, "quarantine", "conflict"
 COUNT_KEYS: Final[tuple[str, ...]] = (*ROW_ACTIONS, "unchanged", "unmanaged", "out_of_scope")
 #: Every action the planner decides (the same names as the count keys).
 ACTIONS: Final[tuple[str, ...]] = COUNT_KEYS
+#: A SCIM target's group rows (computed groups to create or whose members change): in ``plan.jsonl`` and
+#: the preview, never applied on their own (they follow their users' rows).
+GROUP_ACTIONS: Final[tuple[str, ...]] = ("create_group", "update_group")
+#: The counts a SCIM plan adds to ``summary.json``.
+GROUP_COUNT_KEYS: Final[tuple[str, ...]] = (*GROUP_ACTIONS, "members_added", "members_removed")
 
 #: Fields compared (and matched) trimmed and case-insensitively.
 CASE_INSENSITIVE: Final[frozenset[str]] = frozenset({"user_name", "email"})

@@ -204,3 +204,23 @@ def test_a_converged_target_plans_nothing(entra: pl.DataFrame) -> None:
     plan = plan_scim(entra, *_frames(*users), load_rules(FIXTURES / "rules.yaml"))
     assert plan.rows.is_empty(), plan.rows
     assert plan.counts["unchanged"] == 3
+
+
+def test_the_preview_lists_computed_groups_apart(entra: pl.DataFrame) -> None:
+    """The preview counts group rows and lists each computed group with its members, not among the users."""
+    from scimflow.apply import PlanRow
+    from scimflow.preview import approval_description, preview_markdown
+
+    plan = plan_scim(entra, *_frames(), load_rules(FIXTURES / "rules.yaml"))
+    rows = [PlanRow.model_validate({**r, "changes": json.loads(r["changes"])}) for r in plan.rows.iter_rows(named=True)]
+    summary = {**plan.counts, "plan_hash": "ab" * 32, "guardrails": {"verdict": "ok", "held": [], "reasons": []}}
+    text = preview_markdown(summary, rows, plan_dir="/plans/x")
+    assert "| create_group | 7 |" in text and "| members_added | 13 |" in text
+    assert "**Computed groups** (7;" in text
+    line = next(x for x in text.splitlines() if x.startswith("| scimflow\\:primary\\_group\\:Fallback group"))
+    assert "| create | 3: kari\\.nordmann\\@contoso\\.com" in line and "… (+0)" not in line
+    users = text.split("**Riskiest changes first**")[1].split("**Computed groups**")[0]
+    assert "create\\_group" not in users
+    assert "groups: create_group 7, update_group 0, members_added 13" in approval_description(
+        summary, plan_dir="/plans/x", preview_key="k"
+    )

@@ -39,8 +39,14 @@ def _fresh_state(workdir: Path) -> None:
             p.unlink()
 
 
-def run_demo(interactive: bool, users: int, seed: int, workdir: Path) -> int:
-    """Run the demo; return the flow's exit code (0 when everything applied), or 1 on error."""
+def run_demo(
+    interactive: bool, users: int, seed: int, workdir: Path, *, target: str = "superoffice", scim_dialect: str = "entra"
+) -> int:
+    """Run the demo; return the flow's exit code (0 when everything applied), or 1 on error.
+
+    ``target="scim"`` serves a SCIM 2.0 emulator (scim2-server, empty, under ``scim_dialect``'s policy)
+    instead of SuperOffice, and prints the Identity Manager rules to enter for the computed groups.
+    """
     console = Console(highlight=False, soft_wrap=True)
     from scimflow.emulators.generate import generate_tenant
     from scimflow.emulators.host import EmulatorHost
@@ -58,11 +64,29 @@ def run_demo(interactive: bool, users: int, seed: int, workdir: Path) -> int:
     try:
         with console.status(f"Generating a tenant of {users} users (seed {seed}) and starting the emulators …"):
             graph, so = generate_tenant(users, seed)
-            host = EmulatorHost(graph, so, workdir, guardrails=DEMO_GUARDRAILS).start()
+            if target == "scim":
+                host = EmulatorHost(
+                    graph,
+                    {},
+                    workdir,
+                    guardrails=DEMO_GUARDRAILS,
+                    target="scim",
+                    scim_dialect="rfc" if scim_dialect == "rfc" else "entra",
+                ).start()
+            else:
+                host = EmulatorHost(graph, so, workdir, guardrails=DEMO_GUARDRAILS).start()
         try:
-            console.print(
-                f"Emulators: Graph {host.graph_origin}, SuperOffice {host.superoffice_origin}; config {host.config_path}"
-            )
+            if target == "scim":
+                console.print(
+                    f"Emulators: Graph {host.graph_origin}, SCIM {host.scim_base_url} ({scim_dialect} dialect); "
+                    f"config {host.config_path}"
+                )
+                _print_img_rules(host.config_path, console)
+            else:
+                console.print(
+                    f"Emulators: Graph {host.graph_origin}, SuperOffice {host.superoffice_origin}; "
+                    f"config {host.config_path}"
+                )
             with console.status("Starting a local Prefect server (about 30 s the first time) …"):
                 waited = server.wait_healthy()
             console.print(f"Prefect server ready in {waited:.0f} s: {server.ui_url}")
@@ -101,6 +125,16 @@ def run_demo(interactive: bool, users: int, seed: int, workdir: Path) -> int:
         return 130
     finally:
         server.stop()
+
+
+def _print_img_rules(config: Path, console: Console) -> None:
+    """The Identity Manager rules a SCIM target's admin enters once (one per computed group)."""
+    from scimflow.commands.scim_cmd import print_img_rules
+    from scimflow.config import load_config
+
+    cfg = load_config(config)
+    console.print("Identity Manager rules for the computed groups (enter once; `scimflow scim img-rules`):")
+    print_img_rules(cfg.rules, config=config, console=console)
 
 
 def _replan(config: Path, workdir: Path, console: Console) -> int:

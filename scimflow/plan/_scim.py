@@ -34,13 +34,10 @@ from scimflow.computed_groups import membership_delta, rule_values
 from scimflow.frames import COMPANY_SCHEMA, GROUP_SCHEMA, PLAN_SCHEMA, ROLE_SCHEMA, SO_SCHEMA, Reference
 from scimflow.plan._planner import Plan, build_plan
 from scimflow.rules import ELEMENTS, RuleSet
+from scimflow.vocab import GROUP_ACTIONS, GROUP_COUNT_KEYS
 
 __all__ = ["GROUP_ACTIONS", "GROUP_COUNT_KEYS", "plan_scim", "scim_reference", "scim_rules", "scim_target_frame"]
 
-#: Plan actions of group rows (never applied on their own: they follow their users' rows).
-GROUP_ACTIONS: tuple[str, ...] = ("create_group", "update_group")
-#: Counts a SCIM plan adds to ``summary.json``.
-GROUP_COUNT_KEYS: tuple[str, ...] = ("create_group", "update_group", "members_added", "members_removed")
 _INTERNAL = "InternalAssociate"
 
 
