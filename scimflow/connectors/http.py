@@ -48,14 +48,15 @@ log = logging.getLogger("scimflow.http")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 #: A query value whose name ends in "token" (``$deltatoken``, ``%24skiptoken``, ``skipToken``, ...).
-_TOKEN_VALUE = re.compile(r"""([?&][\w$%.\-]*token=)[^&#\s"'<>]+""", re.IGNORECASE)
+_TOKEN_VALUE = re.compile(r"""([?&](?:[\w$%.\-]*token|(?:\$|%24)?filter)=)[^&#\s"<>]+""", re.IGNORECASE)
 #: Libraries that log request URLs: httpx (INFO, every request), httpcore, urllib3 (msal's requests).
 _URL_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy",
                 "urllib3.connectionpool")  # fmt: skip
 
 
 class TokenRedactingFilter(logging.Filter):
-    """Replace token-bearing query values (Graph's ``$deltatoken`` / ``$skiptoken``) in a record with ``…``.
+    """Replace token-bearing query values (Graph's ``$deltatoken`` / ``$skiptoken``) and filters (a SCIM
+    ``filter=userName eq "…"``, an OData ``$filter`` naming users: personal data) in a record with ``…``.
 
     Installed on the loggers of the HTTP libraries (their records carry full URLs), so neither a delta
     link nor a page token reaches any handler at any level, whoever configured the logging.
@@ -66,7 +67,8 @@ class TokenRedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed record is logging's problem, not ours
             return True
-        if "token=" in message.lower():
+        lowered = message.lower()
+        if "token=" in lowered or "filter=" in lowered:
             redacted = _TOKEN_VALUE.sub(r"\1…", message)
             if redacted != message:
                 record.msg, record.args = redacted, None
