@@ -186,11 +186,77 @@ def plan(
     full: Annotated[
         bool, typer.Option("--full", help="Read all Entra users even when a delta link is stored.")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan rows (plan.jsonl) as one JSON array and nothing else.")
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=0,
+            help="Users shown per action (and members per group change); the rest are counted. "
+            "Default: 50 on a terminal, all when piped; 0: all.",
+        ),
+    ] = None,
 ) -> None:
-    """Extract, validate and plan; write plan.jsonl, summary.json, plan.parquet. Exit 0 empty, 2 rows, 1 error."""
+    """Extract, validate and plan; write the plan files and print what will change. Exit 0 empty, 2 rows, 1 error.
+
+    The diff goes to stdout (coloured on a terminal, plain when piped): one line per user grouped by action,
+    + create with its values, ~ update with from -> to, - retire, reactivate, quarantine and conflict with
+    their reasons, and a SCIM target's group changes. The counts, the guardrails' verdict, the plan hash
+    and the folder go to stderr. Apply the saved plan later with `scimflow apply PLAN_DIR`.
+    """
     from scimflow.commands.plan_live import run_plan
 
-    _exit(run_plan(config=config, rules=rules, out=out, full=full))
+    _exit(run_plan(config=config, rules=rules, out=out, full=full, as_json=as_json, limit=limit))
+
+
+@app.command()
+def apply(
+    plan_dir: Annotated[Path, typer.Argument(help="The folder of a plan written by `scimflow plan` or a sync run.")],
+    approve: Annotated[
+        str | None,
+        typer.Option(
+            "--approve",
+            help="The plan hash you approve (summary.json's plan_hash, or its first 12+ hex characters). "
+            "Without it a terminal asks for it; without a terminal nothing is applied (exit 1).",
+        ),
+    ] = None,
+    config: ConfigOpt = Path("scimflow.yaml"),
+    hold_actions: Annotated[
+        list[str] | None,
+        typer.Option("--hold-actions", help="An action class not to apply (e.g. retire); repeat for more."),
+    ] = None,
+    hold_users: Annotated[
+        list[str] | None, typer.Option("--hold-users", help="A user (UPN) not to apply; repeat for more.")
+    ] = None,
+    comment: Annotated[str, typer.Option("--comment", help="Recorded with the approval in the journal.")] = "",
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=0, help="Users shown per action in the prompt's diff (default 50; 0: all)."),
+    ] = None,
+) -> None:
+    """Apply a saved plan whose hash you confirm. Exit 0 all applied, 3 some not applied, 1 error or not approved.
+
+    The apply is the guarded one of a sync run: rows whose user changed since the plan are held as drifted,
+    every row is journalled and read back, the plan's matched pairs are linked; classes over their
+    guardrail budget are held, and a plan whose source was judged unhealthy is refused. A plan.jsonl that
+    no longer has its hash is refused with nothing applied. The approval is journalled as cli:<your OS user>.
+    It runs in this process, directly (no Prefect flow run), whether or not Prefect is configured.
+    """
+    from scimflow.commands.apply_cmd import run_apply
+
+    _exit(
+        run_apply(
+            plan_dir,
+            config=config,
+            approve=approve,
+            hold_actions=hold_actions or [],
+            hold_users=hold_users or [],
+            comment=comment,
+            limit=limit,
+        )
+    )
 
 
 def _sync_option(f: SyncFlag) -> inspect.Parameter:

@@ -4,27 +4,38 @@ No Prefect here: these read both systems, validate and plan in this process, so 
 
 Exit codes (contract): ``plan`` 0 when ``plan.jsonl`` is empty, 2 when it has rows, 1 on error (a source
 judged unhealthy included); ``explain`` 0, or 1 on error or an unknown UPN; ``rules check`` 0 pass, 1 fail.
+
+``plan`` prints the diff (:mod:`scimflow.diff`) on stdout, coloured on a terminal and plain when piped, or
+with ``--json`` the rows of ``plan.jsonl`` as one JSON array and nothing else; the counts, the guardrails'
+verdict, the plan hash and where the files are go to stderr.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from scimflow.errors import ScimflowError
 from scimflow.vocab import COUNT_KEYS
 
-__all__ = ["print_plan_summary", "rules_check", "run_explain", "run_plan"]
+__all__ = ["TERMINAL_LIMIT", "print_diff", "print_plan_summary", "rules_check", "run_explain", "run_plan"]
+
+#: Users shown per section of the diff on a terminal when no ``--limit`` is given (piped: all of them).
+TERMINAL_LIMIT = 50
 
 #: What these verbs report as ``error: ...`` with exit 1 (a file that cannot be read or written included).
 _ERRORS: tuple[type[Exception], ...] = (ScimflowError, OSError)
+#: ``plan`` also reports a plan file it cannot read back for the diff (``ValueError``: not JSON).
+_PLAN_ERRORS: tuple[type[Exception], ...] = (*_ERRORS, ValueError)
 
 
 def print_plan_summary(summary: dict[str, Any], out: Path, console: Console) -> None:
@@ -40,32 +51,68 @@ def print_plan_summary(summary: dict[str, Any], out: Path, console: Console) -> 
         f"guardrails: {g.get('verdict')}" + (f" (held: {', '.join(g.get('held', []))})" if g.get("held") else "")
     )
     for reason in g.get("reasons") or []:
-        console.print(f"  - {reason}")
-    console.print(f"plan files: {out}")
+        console.print(f"  - {escape(str(reason))}")
+    console.print(f"plan files: {escape(str(out))}")
+
+
+def print_diff(out: Path, console: Console, limit: int | None) -> list[dict[str, Any]]:
+    """Print the diff of ``out/plan.jsonl`` on ``console`` and return its rows.
+
+    ``limit``: users shown per section; ``None`` means :data:`TERMINAL_LIMIT` on a terminal and all when
+    the output is not one; ``0`` means all.
+    """
+    from scimflow.diff import diff_lines, read_plan_rows
+
+    rows = read_plan_rows(out)
+    if limit is None:
+        limit = TERMINAL_LIMIT if console.is_terminal else 0
+    for line in diff_lines(rows, limit=limit or None):
+        console.print(line)
+    return rows
 
 
 def _quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-def run_plan(config: Path, rules: Path | None, out: Path | None, full: bool) -> int:
-    """Extract, validate, plan and write the plan files; 0 empty, 2 rows, 1 error or unhealthy source."""
+def run_plan(
+    config: Path,
+    rules: Path | None,
+    out: Path | None,
+    full: bool,
+    *,
+    as_json: bool = False,
+    limit: int | None = None,
+) -> int:
+    """Extract, validate, plan and write the plan files, then print the diff (or ``--json`` the rows);
+    0 empty, 2 rows, 1 error or unhealthy source."""
     from scimflow import pipeline
     from scimflow.config import load_config
 
     console = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     _quiet_logging()
     try:
         cfg = load_config(config)
         target = Path(out) if out is not None else Path(cfg.out_dir)
         outcome, _, _ = pipeline.run_plan_stages(cfg, rules=rules, out=target, full=full)
-    except _ERRORS as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        if as_json:
+            from scimflow.diff import read_plan_rows
+
+            sys.stdout.write(json.dumps(read_plan_rows(outcome.out), indent=2) + "\n")
+            sys.stdout.flush()
+        else:
+            print_diff(outcome.out, console, limit)
+    except _PLAN_ERRORS as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1
-    print_plan_summary(outcome.summary, outcome.out, console)
+    print_plan_summary(outcome.summary, outcome.out, err)
+    if outcome.row_count and outcome.verdict_name != "source_unhealthy":
+        where = f"{outcome.out} --config {config}"
+        err.print(f"apply it with: scimflow apply {escape(where)} (shows this plan's hash to confirm)")
     if outcome.verdict_name == "source_unhealthy":
         reasons = "; ".join(outcome.summary.get("guardrails", {}).get("reasons", [])) or "see summary.json"
-        console.print(f"[red]source judged unhealthy:[/red] {reasons}; nothing may be applied")
+        err.print(f"[red]source judged unhealthy:[/red] {escape(reasons)}; nothing may be applied")
         return 1
     return 2 if outcome.row_count else 0
 

@@ -1,0 +1,302 @@
+"""``scimflow apply PLAN_DIR``: apply a saved plan whose hash the operator confirms, without Prefect.
+
+The plan is the folder ``scimflow plan`` (or a sync run) wrote: ``plan.jsonl``, ``summary.json`` and
+``links.json`` (the matched pairs to link). Before anything is written:
+
+- the folder must be the operator's and not writable by others (:func:`~scimflow.files.check_private_folder`);
+- ``plan.jsonl`` must still have the hash ``summary.json`` recorded (else :class:`~scimflow.apply.PlanChangedError`);
+- the hash must be approved: ``--approve HASH`` (the full hash or its first 12+ hex characters), or on a
+  terminal the operator types the first 12 characters after seeing the diff; without either, nothing;
+- a plan whose source was judged unhealthy is refused, as a sync run refuses it.
+
+Then one run is recorded (mode ``apply``), the approval journalled as ``cli:<OS user>`` with the holds, and
+:func:`scimflow.apply.apply_plan` applies it (drift re-read per row, journal, read-back, links); action
+classes over their guardrail budget are held, as with ``scimflow sync --approve``.
+
+Exit codes as ``scimflow sync``: 0 every change applied (or nothing to do), 3 some not applied (held,
+drifted), 1 an error, a write that failed, or no valid approval.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.markup import escape
+
+from scimflow.errors import ScimflowError
+
+__all__ = [
+    "MIN_PREFIX",
+    "ApprovalError",
+    "SavedPlan",
+    "check_approval",
+    "cli_approver",
+    "load_saved_plan",
+    "read_links",
+    "run_apply",
+]
+
+#: The fewest hex characters of the plan hash that approve it (``--approve`` or the prompt).
+MIN_PREFIX = 12
+_HEX = re.compile(r"^[0-9a-f]{12,64}$")
+_ERRORS: tuple[type[Exception], ...] = (ScimflowError, OSError, ValueError)
+
+
+class ApprovalError(ScimflowError, ValueError):
+    """The approval given does not approve this plan: nothing is applied."""
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """A plan folder checked for applying: its hash (summary.json's, equal to plan.jsonl's sha256) and its
+    summary. The matched pairs to link are read once the hash is approved (:func:`read_links`)."""
+
+    folder: Path
+    plan_hash: str
+    summary: dict[str, Any]
+
+    @property
+    def verdict(self) -> str:
+        return str(self.summary.get("guardrails", {}).get("verdict", "ok"))
+
+    @property
+    def over_budget(self) -> list[str]:
+        return [str(a) for a in self.summary.get("guardrails", {}).get("held", []) or []]
+
+
+def read_links(folder: Path, plan_hash: str) -> pl.DataFrame | None:
+    """The matched pairs of ``folder/links.json`` (``entra_id``, ``associate_id`` as strings).
+
+    ``None`` when the file is missing (a plan written before links were saved: nothing extra is linked).
+    A file written for another plan, or a pair that is not two ids, is refused naming the file and entry.
+    """
+    path = Path(folder) / "links.json"
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        msg = f"{path}: not JSON ({exc.msg}, line {exc.lineno})"
+        raise ScimflowError(msg) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("links"), list):
+        msg = f'{path}: expected {{"plan_hash": ..., "links": [...]}}'
+        raise ScimflowError(msg)
+    if doc.get("plan_hash") != plan_hash:
+        msg = f"{path} was written for another plan ({str(doc.get('plan_hash'))[:12]}…, this one is {plan_hash[:12]}…)"
+        raise ScimflowError(msg)
+    entra: list[str] = []
+    partner: list[str] = []
+    for i, pair in enumerate(doc["links"]):
+        e = pair.get("entra_id") if isinstance(pair, dict) else None
+        a = pair.get("associate_id") if isinstance(pair, dict) else None
+        if not isinstance(e, str) or not e or isinstance(a, bool) or not isinstance(a, int | str) or a == "":
+            msg = f"{path}: links[{i}] must be {{'entra_id': text, 'associate_id': an id}}"
+            raise ScimflowError(msg)
+        entra.append(e)
+        partner.append(str(a))
+    return pl.DataFrame(
+        {"entra_id": entra, "associate_id": partner}, schema={"entra_id": pl.String, "associate_id": pl.String}
+    )
+
+
+def load_saved_plan(folder: Path) -> SavedPlan:
+    """Check a plan folder (ours, plan.jsonl unchanged since summary.json was written) and read it."""
+    from scimflow.apply import PlanChangedError, plan_file_hash
+    from scimflow.files import check_private_folder
+
+    folder = check_private_folder(Path(folder))
+    path = folder / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        msg = f"{folder} holds no summary.json: not a plan folder (give the folder `scimflow plan` printed)"
+        raise ScimflowError(msg) from None
+    except json.JSONDecodeError as exc:
+        msg = f"{path}: not JSON ({exc.msg}, line {exc.lineno})"
+        raise ScimflowError(msg) from None
+    plan_hash = summary.get("plan_hash") if isinstance(summary, dict) else None
+    if not isinstance(plan_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", plan_hash):
+        msg = f"{path}: plan_hash is not a sha256 hex digest"
+        raise ScimflowError(msg)
+    actual = plan_file_hash(folder)
+    if actual != plan_hash:
+        msg = (
+            f"{folder}/plan.jsonl changed since it was planned (its hash is {actual[:12]}…, "
+            f"summary.json's {plan_hash[:12]}…): nothing applied"
+        )
+        raise PlanChangedError(msg)
+    return SavedPlan(folder=folder, plan_hash=plan_hash, summary=summary)
+
+
+def check_approval(given: str, plan_hash: str) -> None:
+    """Accept ``given`` only when it is ``plan_hash`` or a prefix of it of at least :data:`MIN_PREFIX` hex
+    characters; else :class:`ApprovalError`."""
+    text = given.strip().lower()
+    if not _HEX.match(text):
+        msg = f"--approve: give the plan hash (64 hex characters) or its first {MIN_PREFIX} or more"
+        raise ApprovalError(msg)
+    if not plan_hash.startswith(text):
+        msg = f"--approve {text[:12]}… is not this plan's hash ({plan_hash[:12]}…): nothing applied"
+        raise ApprovalError(msg)
+
+
+def cli_approver() -> str:
+    """Who approved on this command line, as journalled: ``cli:`` and the OS user."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry
+        user = f"uid {os.getuid()}"
+    return f"cli:{user}"
+
+
+def _check_holds(hold_actions: list[str]) -> None:
+    from scimflow.vocab import CHANGE_ACTIONS
+
+    unknown = sorted({a for a in hold_actions if a.strip().lower() not in CHANGE_ACTIONS})
+    if unknown:
+        msg = f"--hold-actions: {', '.join(unknown)} is not an action class (one of {', '.join(CHANGE_ACTIONS)})"
+        raise ScimflowError(msg)
+
+
+def _prompted(saved: SavedPlan, out: Console, err: Console, limit: int | None) -> bool:
+    """Show the diff and the hash; True when the operator types the hash's first :data:`MIN_PREFIX` chars."""
+    from scimflow.commands.plan_live import TERMINAL_LIMIT, print_diff
+
+    print_diff(saved.folder, out, TERMINAL_LIMIT if limit is None else limit)
+    err.print(f"\nplan {saved.plan_hash}")
+    err.print(
+        f"guardrails: {saved.verdict}" + (f" (held: {', '.join(saved.over_budget)})" if saved.over_budget else "")
+    )
+    try:
+        answer = err.input(
+            f"Type the first {MIN_PREFIX} characters of the plan hash to apply it (anything else cancels): "
+        )
+    except EOFError:
+        return False
+    return answer.strip().lower() == saved.plan_hash[:MIN_PREFIX]
+
+
+def _print_report(report: Any, out: Console) -> None:
+    from scimflow.diff import safe_text
+
+    out.print(
+        f"applied {report.applied}, already done {report.already_done}, held {report.held}, "
+        f"drifted {report.drifted}, failed {report.failed}; verified {report.verified} of {report.planned}"
+    )
+    for r in report.rows:
+        if r.outcome in ("held", "drifted", "failed") or r.verified is False:
+            detail = f": {r.detail}" if r.detail else ""
+            out.print(escape(safe_text(f"  {r.outcome} {r.action} {r.key}{detail}")))
+
+
+def run_apply(
+    plan_dir: Path,
+    *,
+    config: Path,
+    approve: str | None,
+    hold_actions: list[str],
+    hold_users: list[str],
+    comment: str = "",
+    limit: int | None = None,
+) -> int:
+    """Check, approve and apply the plan in ``plan_dir``; 0 all applied, 3 some not applied, 1 error."""
+    from scimflow import pipeline
+    from scimflow.config import load_config
+
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _check_holds(hold_actions)
+        cfg = load_config(config)
+        saved = load_saved_plan(plan_dir)
+        if saved.verdict == "source_unhealthy":
+            msg = f"{saved.folder}: the source was judged unhealthy when this plan was made; it may not be applied"
+            raise ScimflowError(msg)
+        if approve is not None:
+            check_approval(approve, saved.plan_hash)
+        elif not sys.stdin.isatty():
+            msg = "no approval: give --approve HASH (the plan hash in summary.json), or run on a terminal to be asked"
+            raise ApprovalError(msg)
+        elif not _prompted(saved, out, err, limit):
+            err.print("not approved: nothing applied")
+            return 1
+        links = read_links(saved.folder, saved.plan_hash)
+    except _ERRORS as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 1
+    return _apply(cfg, pipeline, saved, links, hold_actions, hold_users, comment, out, err)
+
+
+def _apply(
+    cfg: Any,
+    pipeline: Any,
+    saved: SavedPlan,
+    links: pl.DataFrame | None,
+    hold_actions: list[str],
+    hold_users: list[str],
+    comment: str,
+    out: Console,
+    err: Console,
+) -> int:
+    """Record the run and the approval, apply through :func:`~scimflow.apply.apply_plan`, finish the run."""
+    from scimflow.apply import Approval, SyncResult, apply_plan, held_classes_for, status_of
+
+    approval = Approval(
+        approve=True,
+        by="cli",
+        comment=comment or "approved on the command line (scimflow apply)",
+        hold_actions=tuple(a.strip().lower() for a in hold_actions),
+        hold_users=tuple(u.strip().lower() for u in hold_users),
+    )
+    holds = held_classes_for(approval, saved.over_budget)  # over budget: held, as `sync --approve` holds them
+    approver = cli_approver()
+    counts = {k: v for k, v in saved.summary.items() if isinstance(v, int)}
+    with pipeline.open_store(cfg) as store:
+        run_id = store.start_run("apply", plan_hash=saved.plan_hash)
+        store.record_approval(run_id, saved.plan_hash, approver, approval.form_values())
+        err.print(f"applying plan {saved.plan_hash[:12]}… approved by {escape(approver)} (run {run_id})")
+        try:
+            report = apply_plan(
+                cfg,
+                store,
+                saved.folder,
+                saved.plan_hash,
+                hold_actions=holds,
+                hold_users=approval.hold_users,
+                matched_pairs=links,
+                run_id=run_id,
+            )
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", {**counts, "status": "failed", "error": type(exc).__name__})
+            if isinstance(exc, _ERRORS):
+                err.print(f"[red]error:[/red] {escape(str(exc))}")
+                return 1
+            raise
+        status = status_of(report)
+        result = SyncResult(
+            status=status,
+            plan_hash=saved.plan_hash,
+            plan_dir=str(saved.folder),
+            counts=counts,
+            report=report,
+            approver=approver,
+            comment=approval.comment,
+        )
+        summary = {**counts, "status": status, "plan_hash": saved.plan_hash}
+        summary.update(report.model_dump(exclude={"rows", "plan_hash"}))
+        store.finish_run(run_id, result.run_status, summary)
+    _print_report(report, out)
+    if holds & {r.action for r in report.rows if r.outcome == "held"} & set(saved.over_budget):
+        err.print(f"held over their guardrail budget: {', '.join(sorted(set(saved.over_budget) & holds))}")
+    return result.exit_code
