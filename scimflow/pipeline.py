@@ -135,13 +135,13 @@ class PlanOutcome:
 
 
 def open_store(config: Config) -> StateStore:
-    """Open (create and migrate when needed) the state store named by ``config.state_url``."""
+    """Open (create and migrate when needed) the state store named by ``config.state_url``.
+
+    A SQLite file's missing folders are created 0700 by the store, which refuses a folder others control.
+    """
     from scimflow.state import StateStore
 
-    url = config.state_url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return StateStore(url)
+    return StateStore(config.state_url)
 
 
 def load_rule_set(config: Config, rules: Path | None = None) -> RuleSet:
