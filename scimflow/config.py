@@ -9,7 +9,7 @@ errors that name the key. Secrets are never literal: a secret-bearing value is a
   registers; the core never imports Prefect).
 
 References are resolved only when used (:meth:`SecretRef.reveal`) and their values never appear in
-``repr``, ``str``, logs or exceptions. Relative paths (``rules``, ``ca_bundle``, ``file:`` secrets, a
+``repr``, ``str``, logs or exceptions (:mod:`scimflow.secretref`). Relative paths (``rules``, ``ca_bundle``, ``file:`` secrets, a
 SQLite ``state_url``) resolve against the config file's folder.
 """
 
@@ -18,8 +18,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import stat
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -37,6 +35,7 @@ from pydantic import (
 )
 
 from scimflow.errors import ConfigError
+from scimflow.secretref import Secret, SecretRef, register_secret_resolver, to_secret
 from scimflow.yamlsafe import UnsafeYamlError, safe_load
 
 __all__ = [
@@ -51,124 +50,6 @@ __all__ = [
     "SuperOfficeConfig",
     "load_config",
     "register_secret_resolver",
-]
-
-_SECRET_RE = re.compile(r"^(env|file|prefect-secret):(.+)$")
-_SECRET_RESOLVERS: dict[str, Callable[[str], str]] = {}
-
-
-def register_secret_resolver(scheme: str, resolver: Callable[[str], str]) -> None:
-    """Register how to read secrets of ``scheme`` (used by the Prefect layer for ``prefect-secret``)."""
-    _SECRET_RESOLVERS[scheme] = resolver
-
-
-class SecretRef:
-    """A reference to a secret (``env:``, ``file:`` or ``prefect-secret:``), resolved on use.
-
-    ``str()`` and ``repr()`` show the reference, never the value.
-    """
-
-    __slots__ = ("_base", "kind", "public", "target")
-
-    def __init__(self, ref: str, base: Path | None = None, *, public: bool = False) -> None:
-        m = _SECRET_RE.match(ref.strip())
-        if not m:
-            msg = "must be a secret reference 'env:NAME', 'file:PATH' or 'prefect-secret:NAME', not a literal value"
-            raise ValueError(msg)
-        self.kind: str = m.group(1)
-        self.target: str = m.group(2).strip()
-        self._base = base
-        self.public = public  # a public certificate: a ``file:`` readable by others is fine
-
-    def with_base(self, base: Path) -> SecretRef:
-        """Return the same reference, resolving relative ``file:`` paths against ``base``."""
-        return SecretRef(f"{self.kind}:{self.target}", base, public=self.public)
-
-    @property
-    def path(self) -> Path | None:
-        """The file a ``file:`` reference points at, resolved; ``None`` for other kinds."""
-        if self.kind != "file":
-            return None
-        p = Path(self.target).expanduser()
-        if not p.is_absolute() and self._base is not None:
-            p = self._base / p
-        return p
-
-    def reveal(self) -> str:
-        """Read the secret now. Raises :class:`ConfigError` naming the reference (not the value)."""
-        if self.kind == "env":
-            value = os.environ.get(self.target)
-            if value is None:
-                msg = f"secret {self}: environment variable {self.target} is not set"
-                raise ConfigError(msg)
-            return value
-        if self.kind == "file":
-            path = self.path
-            assert path is not None
-            try:
-                with path.open("rb") as fh:
-                    mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)  # the file read, after any symlink
-                    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not self.public:
-                        msg = (
-                            f"secret {self}: {path} is readable by group or others (mode {mode:04o}); chmod 600 {path}"
-                        )
-                        raise ConfigError(msg)
-                    return fh.read().decode("utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                msg = f"secret {self}: cannot read {path}: {why}"
-                raise ConfigError(msg) from None
-        resolver = _SECRET_RESOLVERS.get(self.kind)
-        if resolver is None and self.kind == "prefect-secret":
-            from scimflow.prefect_secrets import read_prefect_secret  # Prefect's own client, imported on use
-
-            resolver = read_prefect_secret
-        if resolver is None:
-            msg = (
-                f"secret {self}: no resolver for '{self.kind}:' here "
-                "(prefect-secret references resolve inside Prefect flow runs and `scimflow sync`)"
-            )
-            raise ConfigError(msg)
-        try:
-            return resolver(self.target)
-        except ConfigError as exc:
-            msg = f"secret {self}: {exc}"
-            raise ConfigError(msg) from None
-        except Exception as exc:  # noqa: BLE001 - the resolver may raise anything; never echo a value
-            msg = f"secret {self}: {type(exc).__name__} while reading it"
-            raise ConfigError(msg) from None
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.target}"
-
-    def __repr__(self) -> str:
-        return f"SecretRef({self.kind}:{self.target!s})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretRef) and str(self) == str(other)
-
-    def __hash__(self) -> int:
-        return hash(str(self))
-
-
-def _to_secret(value: Any) -> SecretRef:
-    if isinstance(value, SecretRef):
-        return value
-    if not isinstance(value, str):
-        msg = "must be a secret reference string such as 'env:NAME' or 'file:PATH'"
-        raise ValueError(msg)
-    return SecretRef(value)
-
-
-Secret = Annotated[
-    SecretRef,
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": "^(env|file|prefect-secret):.+$",
-            "description": "A secret reference: env:NAME, file:PATH or prefect-secret:NAME (never the value itself)",
-        }
-    ),
 ]
 
 
@@ -189,12 +70,12 @@ class CertificateCredential(_Model):
     @field_validator("private_key", "passphrase", mode="before")
     @classmethod
     def _secret(cls, v: Any) -> SecretRef | None:
-        return None if v is None else _to_secret(v)
+        return None if v is None else to_secret(v)
 
     @field_validator("public_certificate", mode="before")
     @classmethod
     def _public(cls, v: Any) -> SecretRef | None:
-        ref = None if v is None else _to_secret(v)
+        ref = None if v is None else to_secret(v)
         return None if ref is None else SecretRef(str(ref), public=True)
 
 
@@ -229,7 +110,7 @@ class EntraConfig(_Model):
     @field_validator("client_secret", mode="before")
     @classmethod
     def _secret(cls, v: Any) -> SecretRef | None:
-        return None if v is None else _to_secret(v)
+        return None if v is None else to_secret(v)
 
     @model_validator(mode="after")
     def _one_credential(self) -> EntraConfig:
@@ -269,7 +150,7 @@ class SuperOfficeConfig(_Model):
     @field_validator("client_secret", "system_user_token", "private_key", mode="before")
     @classmethod
     def _secret(cls, v: Any) -> SecretRef:
-        return _to_secret(v)
+        return to_secret(v)
 
     @field_validator("webapi_url", "login_url")
     @classmethod
@@ -314,7 +195,7 @@ class ScimConfig(_Model):
     @field_validator("token", mode="before")
     @classmethod
     def _secret(cls, v: Any) -> SecretRef:
-        return _to_secret(v)
+        return to_secret(v)
 
     @field_validator("base_url")
     @classmethod
