@@ -17,6 +17,10 @@ Design (chosen for 100k+ users):
   during the round is replayed in the next one (Graph allows replays). Per-property versions (only for
   objects changed after loading) give ``Prefer: return=minimal`` its changed-properties-only answers
   and make ``$select`` narrow change tracking, as Graph documents.
+
+The module is longer than the project's ~500 lines on purpose: the caches and the change log above are
+one invariant (every write bumps a version, logs the change and drops exactly the caches it touches),
+which reads best in one class; OData filters, the routes and the knobs live in their own modules.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ Choices where SuperOffice's documentation is silent, kept in step with the conne
 - Knobs apply to every route except ``/_emulator/``: the ``rate_limit_rps`` token bucket and
   ``throttle_rate`` (429 + ``Retry-After``), then ``error_rate`` (503); every answer leaves ``latency``
   seconds after its request arrived (the emulator's own processing counts towards it).
+
+The module is longer than the project's ~500 lines on purpose: it is one route table and its handlers
+(login, archives, User/Person/Contact writes), which read best side by side; the tenant and its indexes
+live in :mod:`._state`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ Storage choices (they keep ``snapshot()`` equal to the fixture for untouched dat
   order), then ``visible-for`` ("Confidential activities"), then any other licence a user holds. ``GET
   User/{id}`` lists every catalogue licence with its ``Assigned`` flag, as SuperOffice does; the snapshot
   lists only assigned ones, as the fixture does.
+
+The module is longer than the project's ~500 lines on purpose: it is the one emulated tenant, and its
+loading, rendering (carriers, archive columns) and writes all share its indexes (users by id, by
+``UserName`` and ``Name``, persons, licences), which every write must keep in step; they read best side
+by side. The routes live in :mod:`._app`, archive query parsing in :mod:`._archive`, JSON Patch in
+:mod:`._patch`.
 """
 
 from __future__ import annotations
