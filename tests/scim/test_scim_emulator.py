@@ -513,3 +513,57 @@ def test_tree_copy_is_a_deep_copy() -> None:
     copied.members[0].value = "changed"
     copied.members.append(copied.members[1])
     assert [m.value for m in group.members] == ["0", "1", "2"]
+
+
+def _member_script(c: httpx.Client, gid: str, ids: list[str], dialect: str) -> list[tuple[int, Any]]:
+    """A run of member PATCHes (and one that is not member-only) on group ``gid``: each answer's status and body."""
+
+    def patch(ops: list[dict[str, Any]], **headers: str) -> tuple[int, Any]:
+        r = c.patch(f"Groups/{gid}", json={"schemas": [PATCH], "Operations": ops}, headers=headers)
+        return r.status_code, (r.json() if r.content else None)
+
+    def add(*users: str, op: str = "add") -> dict[str, Any]:
+        return {"op": op, "path": "members", "value": [{"value": u} for u in users]}
+
+    out = [
+        patch([add(ids[1], ids[2])]),
+        patch([add(ids[1], ids[3], op="Add")]),  # ids[1] again
+        patch([{"op": "remove", "path": f'members[value eq "{ids[2]}"]'}]),
+        patch([{"op": "remove", "path": 'members[value eq "nobody"]'}]),
+        patch([{"op": "Remove", "path": "members", "value": [{"value": ids[0]}]}]),  # Entra's: 400 under rfc
+        patch([add(ids[4])], **{"If-Match": 'W/"999"'}),  # stale: 412
+        patch([add(ids[4]), {"op": "replace", "path": "displayName", "value": f"g-{dialect}"}]),  # not member-only
+        patch([add(ids[0], ids[4]), {"op": "remove", "path": f'members[value eq "{ids[3]}"]'}]),
+        patch([add("not-a-user-id")]),
+    ]
+    group = c.get(f"Groups/{gid}").json()
+    out.append((200, {k: group[k] for k in ("displayName", "members")}))
+    out.append((200, c.get(f"Groups/{gid}").headers.get("ETag")))
+    return out
+
+
+@pytest.mark.parametrize("dialect", ["rfc", "entra"])
+def test_member_patches_answer_as_scim2_server_does(dialect: str, tmp_path: Path, scim_tls: TlsFiles) -> None:
+    """Member PATCHes served on a window of the group give the answers, members and versions scim2-server gives."""
+    runs, windowed = [], []
+    for fast in (True, False):
+        server = start_scim(tmp_path / str(fast), dialect=dialect, tls=scim_tls, fast_member_patches=fast)
+        try:
+            with server.client() as c:
+                ids = [c.post("Users", json={"schemas": [USER], "userName": f"u{i}@x"}).json()["id"] for i in range(5)]
+                made = c.post(
+                    "Groups", json={"schemas": [GROUP], "displayName": "g", "members": [{"value": ids[0]}]}
+                ).json()
+                script = _member_script(c, made["id"], ids, dialect)
+                windowed.append(server.stats()["windowed_member_patches"])
+                names = {made["id"]: "GID", **{uid: f"U{i}" for i, uid in enumerate(ids)}}
+                texts = [json.dumps(b, sort_keys=True) for _, b in script]
+                for uid, name in names.items():
+                    texts = [t.replace(uid, name) for t in texts]
+                runs.append(list(zip([s for s, _ in script], texts, strict=True)))
+        finally:
+            server.stop()
+    fast_run, library_run = runs
+    assert fast_run == library_run
+    assert windowed[1] == 0 and windowed[0] >= 5  # the member-only PATCHes (not the mixed one) took the window
+    assert [s for s, _ in fast_run][:6] == [204, 204, 204, 204, 204 if dialect == "entra" else 400, 412]

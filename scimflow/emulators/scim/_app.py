@@ -64,6 +64,7 @@ class ScimEmulatorSettings:
     throttle_next: int = 0  # the next N SCIM requests are answered 429 (a deterministic storm)
     error_next: int = 0  # the next N SCIM requests are answered 503 (a deterministic burst)
     clock_offset: float = 0.0  # seconds this server's clock is off (its Date header)
+    fast_member_patches: bool = True  # member-only PATCHes of Groups on a window of the group (see _members)
     seed: int | None = None  # seeds the random fault injection
 
 
@@ -121,9 +122,10 @@ class ScimEmulator:
         store(self.storage, load_resources(self.provider, data, "SCIM data"), self.provider)
 
     def stats(self) -> dict[str, int]:
-        """Counts since the last reset: requests, writes (successful POST/PUT/PATCH/DELETE), faults."""
+        """Counts since the last reset: requests, writes (successful POST/PUT/PATCH/DELETE), faults, and member
+        PATCHes served on a window of their group (``windowed_member_patches``)."""
         with self._lock:
-            return {"requests": self.request_count, **self._stats}
+            return {"requests": self.request_count, **self._stats, "windowed_member_patches": self.scim.windowed}
 
     def endpoint_counts(self) -> dict[str, int]:
         """Requests per method and endpoint (``"PATCH /Groups/{id}"``, ``"GET /Users?filter"``)."""
@@ -138,6 +140,8 @@ class ScimEmulator:
 
     def _reset_stats(self) -> None:
         self.request_count = 0
+        if hasattr(self, "scim"):
+            self.scim.windowed = 0
         self._endpoints = Counter()
         self._busy = defaultdict(float)
         self._stats = {
@@ -160,6 +164,7 @@ class ScimEmulator:
         self.scim.token = s.token
         self.scim.list_users = bool(s.list_users)
         self.scim.refused_status = int(s.list_refused_status)
+        self.scim.member_patches = self.storage if s.fast_member_patches else None
 
     # ------------------------------------------------------------------ the SCIM endpoints, behind the knobs
     @staticmethod

@@ -39,7 +39,8 @@ from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
 from scim2_server.utils import load_default_resource_types, load_default_schemas, load_default_service_provider_config
 
-from scimflow.emulators.scim._storage import FastCopyService
+from scimflow.emulators.scim._members import patch_members
+from scimflow.emulators.scim._storage import FastCopyService, FastCopyStorage
 
 __all__ = ["DIALECTS", "Dialect", "ScimFixtureError", "ScimServerApp", "load_resources", "scim_provider"]
 
@@ -86,6 +87,8 @@ class ScimServerApp(ASGIApplication):
     """scim2-server's ASGI application with a bearer token and a switch that refuses listing users.
 
     ``token`` ``None`` refuses every request but ``/ServiceProviderConfig`` (which RFC 7643 §5 leaves open).
+    ``member_patches`` (a storage) serves member-only PATCHes of Groups on a window of the group
+    (:func:`scimflow.emulators.scim._members.patch_members`); ``None`` leaves them to scim2-server.
     ``list_users`` ``False`` answers ``GET /Users`` (and ``POST /Users/.search``) without a filter with
     ``refused_status`` (403 or 400), as providers do that allow look-ups by filter only.
     """
@@ -96,6 +99,9 @@ class ScimServerApp(ASGIApplication):
         self.token: str | None = None
         self.list_users = True
         self.refused_status = 403
+        #: The storage member PATCHes of Groups are served on (:mod:`._members`), or ``None``: scim2-server's path.
+        self.member_patches: FastCopyStorage | None = None
+        self.windowed = 0  # member PATCHes served that way
 
     def check_auth(self, request: ScimRequest) -> None:
         scheme, _, token = (request.header("Authorization") or "").partition(" ")
@@ -105,6 +111,15 @@ class ScimServerApp(ASGIApplication):
     async def dispatch_request(self, request: ScimRequest) -> ScimResponse:
         if not self.list_users and self._lists_users(request):
             raise _refusal(self.refused_status)
+        if self.member_patches is not None and request.method.upper() == "PATCH":
+            if self.needs_auth(request):
+                self.check_auth(request)
+            request.subject = self.get_subject(request)
+            served = patch_members(self.service, self.member_patches, request)
+            if served is not None:
+                self.windowed += 1
+                return served
+            return await self.handler.handle(request)
         return await super().dispatch_request(request)
 
     def _lists_users(self, request: ScimRequest) -> bool:

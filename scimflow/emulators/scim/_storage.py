@@ -20,11 +20,25 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import enum
+from http import HTTPStatus
 from typing import Any, Union
 
 from pydantic import BaseModel
-from scim2_models import Meta, Resource, ResourceType, ScimFilter, SearchRequest
+from scim2_models import (
+    BulkRequest,
+    BulkResponse,
+    ListResponse,
+    Meta,
+    PatchOp,
+    Path,
+    Resource,
+    ResourceType,
+    ResponseParameters,
+    ScimFilter,
+    SearchRequest,
+)
 from scim2_server.memory import InMemoryStorage, _page
+from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
 from scim2_server.storage import SearchPage
 from scim2_server.utils import parametrize
@@ -103,7 +117,7 @@ class FastCopyStorage(InMemoryStorage):
         with self.lock:
             stored = self._stored(resource_type, resource.id)
             self._check_version(stored, expected_version)
-            updated = type(resource).model_validate(resource.model_dump())
+            updated = tree_copy(resource)  # the library re-validates a dump here; the resource is a valid model
             assert stored.meta is not None
             updated.meta = stored.meta.model_copy(
                 update={"location": None, "last_modified": self.clock(), "version": self.next_version()}
@@ -115,7 +129,26 @@ class FastCopyStorage(InMemoryStorage):
 
 
 class FastCopyService(ScimService):
-    """:class:`~scim2_server.service.ScimService` whose ``publish`` copies with :func:`tree_copy`."""
+    """:class:`~scim2_server.service.ScimService` whose ``publish`` copies with :func:`tree_copy`.
+
+    It also holds the generic classes scim2-server parametrizes on every request (``PatchOp[Group]``,
+    ``ResponseParameters[User]``, ``ListResponse[User | Group]``, ...): pydantic caches them in a
+    ``WeakValueDictionary``, so without a holder each is collected between requests and built again (a few
+    milliseconds of class creation per request).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pinned_generics = self._pin_generics()
+
+    def _pin_generics(self) -> list[Any]:
+        models = self.get_models()
+        each: list[Any] = []
+        for model in models:
+            each += [parametrize(g, model) for g in (Path, ResponseParameters, PatchOp, SearchRequest, ScimFilter)]
+        every: Any = Union[tuple(models)]  # noqa: UP007
+        each += [parametrize(g, every) for g in (ListResponse, SearchRequest, ScimFilter, BulkRequest, BulkResponse)]
+        return each
 
     def publish(self, base_url: str, resource: Resource[Any]) -> Resource[Any]:
         assert resource.meta is not None
@@ -129,3 +162,14 @@ class FastCopyService(ScimService):
         published.meta = resource.meta.model_copy(update=update)
         self._publish_references(base_url, published)
         return published
+
+    def patch_response(
+        self, base_url: str, resource: Resource[Any], response_parameters: ResponseParameters[Any]
+    ) -> ScimResponse:
+        """The library's: 204 with the ETag when no attributes are asked for (without copying the resource to
+        publish it first), else the published resource."""
+        if response_parameters.attributes or response_parameters.excluded_attributes:
+            return super().patch_response(base_url, resource, response_parameters)
+        assert resource.meta is not None
+        version = resource.meta.version if self.etag_supported else None
+        return ScimResponse(HTTPStatus.NO_CONTENT, None, {"ETag": version} if version else {})
