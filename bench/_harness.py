@@ -49,6 +49,7 @@ class EmulatorSpec:
     tenant: str  # "creates" | "matched"
     latency: float = 0.020
     rps: float | None = None
+    target: str = "superoffice"  # "scim": Graph + an empty SCIM emulator (bench._scim serve), ``tenant`` unused
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,12 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 @contextmanager
 def emulator_process(spec: EmulatorSpec, folder: Path, timeout: float = 300.0) -> Iterator[dict[str, Any]]:
     """Start ``python -m bench._emulate`` and yield its announcement once both emulators accept connections."""
-    cmd = [sys.executable, "-m", "bench._emulate", "--folder", str(folder), "--users", str(spec.users),
-           "--tenant", spec.tenant, "--latency", str(spec.latency)]
+    if spec.target == "scim":
+        cmd = [sys.executable, "-m", "bench._scim", "serve", "--folder", str(folder), "--users", str(spec.users),
+               "--latency", str(spec.latency)]
+    else:
+        cmd = [sys.executable, "-m", "bench._emulate", "--folder", str(folder), "--users", str(spec.users),
+               "--tenant", spec.tenant, "--latency", str(spec.latency)]
     if spec.rps:
         cmd += ["--rps", str(spec.rps)]
     log = (folder.parent / f"{folder.name}.log").open("wb")
@@ -120,7 +125,10 @@ def run_step(step: Step, params: dict[str, Any], work: Path, env: dict[str, str]
     out.unlink(missing_ok=True)
     full = {"name": step.name, "title": step.title, "users": step.users, "incremental": step.incremental,
             **step.params, **params}
-    cmd = [sys.executable, "-m", "bench._scenario", step.kind, "--out", str(out), "--params", json.dumps(full)]
+    if step.kind == "scim":  # the SCIM push has its own scenario module
+        cmd = [sys.executable, "-m", "bench._scim", "run", "--out", str(out), "--params", json.dumps(full)]
+    else:
+        cmd = [sys.executable, "-m", "bench._scenario", step.kind, "--out", str(out), "--params", json.dumps(full)]
     log = work / f"{step.name}.log"
     t0 = time.perf_counter()
     with log.open("wb") as fh:
@@ -223,7 +231,7 @@ def round_trip_note(info: dict[str, Any], latency: float, n: int = 40) -> str:
 
     from scimflow.connectors.http import ssl_context
 
-    url = info["superoffice"].rstrip("/") + "/login/.well-known/jwks"
+    url = info.get("round_trip_url") or info["superoffice"].rstrip("/") + "/login/.well-known/jwks"
     parts = urlsplit(url)
     context = ssl_context(info["ca_bundle"])
 
