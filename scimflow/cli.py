@@ -213,7 +213,10 @@ def plan(
 
 @app.command()
 def apply(
-    plan_dir: Annotated[Path, typer.Argument(help="The folder of a plan written by `scimflow plan` or a sync run.")],
+    plan_dir: Annotated[
+        Path,
+        typer.Argument(metavar="PLAN_DIR", help="The folder of a plan written by `scimflow plan` or a sync run."),
+    ],
     approve: Annotated[
         str | None,
         typer.Option(

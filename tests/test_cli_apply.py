@@ -344,3 +344,42 @@ def test_copied_plan_folder_keeps_its_links_bound(worked: tuple[Tenant, Path], t
     (other / "links.json").write_text(json.dumps(doc))
     proc = scimflow("apply", str(other), "--config", str(tenant.config), "--approve", plan_hash(out))
     assert proc.returncode == 1 and "written for another plan" in proc.stderr
+
+
+def _apply_on_a_terminal(tenant: Tenant, out: Path, typed: str) -> subprocess.CompletedProcess[str]:
+    """`scimflow apply PLAN_DIR` with a terminal (a pty) as stdin, ``typed`` answered at the prompt."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        os.write(master, typed.encode() + b"\n")
+        return subprocess.run(
+            [sys.executable, "-m", "scimflow", "apply", str(out), "--config", str(tenant.config)],
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=180,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+def test_on_a_terminal_the_prompt_shows_the_hash_and_wants_its_first_12_characters(
+    worked: tuple[Tenant, Path],
+) -> None:
+    """Without --approve on a terminal, the diff and hash are shown; a wrong answer applies nothing, the right one applies."""
+    tenant, out = worked
+    h = plan_hash(out)
+    before = tenant.so_snapshot()
+    refused = _apply_on_a_terminal(tenant, out, h[1:13])
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "~ kari.nordmann@contoso.com  #11" in refused.stdout and h in refused.stderr
+    assert "not approved: nothing applied" in refused.stderr
+    assert tenant.so_snapshot() == before
+    done = _apply_on_a_terminal(tenant, out, h[:12].upper())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "applied 4," in done.stdout
+    assert tenant.users_by_name()["sara.lind@contoso.com"][0]["Deleted"] is True
