@@ -12,7 +12,7 @@ import pytest
 from scimflow.computed_groups import groups_for
 from scimflow.connectors.scim import SCIM_GROUPS_SCHEMA, SCIM_USERS_SCHEMA
 from scimflow.plan import frames_from_fixtures, plan_scim
-from scimflow.rules import load_rules
+from scimflow.rules import RuleError, load_rules
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KARI = "6f1c0001-2b3a-4c5d-9e8f-0a1b2c3d0001"
@@ -28,6 +28,7 @@ KARI_VALUES = {
     "email": "kari.nordmann@contoso.com",
     "title": "Sales Manager",
     "mobile_phone": "+47 900 00 001",
+    "display_name": "Kari Nordmann",
     "role": "Manager",
     "primary_group": "Fallback group",
     "owner_company": "Contoso AS",
@@ -189,12 +190,14 @@ def test_a_converged_target_plans_nothing(entra: pl.DataFrame) -> None:
         "title": "Account Executive",
         "mobile_phone": None,
         "role": "Sales",
+        "display_name": "Ola Hansen",
     }
     per = {
         "user_name": "per.berg@contoso.com",
         "first_name": "Per",
         "last_name": "Berg",
         "email": "per.berg@contoso.com",
+        "display_name": "Per Berg",
         "title": "HR Advisor",
         "role": "User",
         "primary_group": "Fallback group",
@@ -224,3 +227,27 @@ def test_the_preview_lists_computed_groups_apart(entra: pl.DataFrame) -> None:
     assert "groups: create_group 7, update_group 0, members_added 13" in approval_description(
         summary, plan_dir="/plans/x", preview_key="k"
     )
+
+
+def test_display_name_is_refused_for_the_web_api(tmp_path: Path) -> None:
+    """SuperOffice's Web API has no display name: mapping one is an error naming the file and line."""
+    from scimflow.commands.plan_cmd import run_plan_offline
+
+    rules = (
+        (FIXTURES / "rules.yaml")
+        .read_text()
+        .replace("  title: jobTitle\n", "  title: jobTitle\n  display_name: displayName\n")
+    )
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules)
+    with pytest.raises(RuleError, match=r"rules\.yaml:9: mapping display_name: only a SCIM target"):
+        build_plan_from_fixtures(path)
+    assert run_plan_offline(FIXTURES / "graph.json", FIXTURES / "superoffice.json", path, tmp_path / "out") == 1
+
+
+def build_plan_from_fixtures(rules: Path) -> None:
+    from scimflow.plan import build_plan
+
+    graph = json.loads((FIXTURES / "graph.json").read_text())
+    entra, so, ref = frames_from_fixtures(graph, json.loads((FIXTURES / "superoffice.json").read_text()))
+    build_plan(entra, so, ref, load_rules(rules))

@@ -21,7 +21,7 @@ import polars as pl
 from scimflow.exprs import join_present
 from scimflow.frames import NO_PLAN_LICENSE, Reference
 from scimflow.plan._json import json_value, object_member
-from scimflow.rules import CompiledRules, RuleSet, compile_rules, group_directory
+from scimflow.rules import CompiledRules, RuleError, RuleSet, compile_rules, group_directory
 from scimflow.vocab import COUNT_KEYS, ROW_ACTIONS, changed_expr, norm_expr
 
 __all__ = ["COUNT_KEYS", "ROW_SCHEMA", "Plan", "build_plan"]
@@ -91,6 +91,9 @@ def build_plan(
     Raises:
         RuleError: the rules do not compile against this tenant (e.g. an ambiguous group name).
     """
+    if rules.mapping.display_name is not None and "display_name" not in so.columns:
+        msg = "mapping display_name: only a SCIM target (target: scim) has a display name; remove it"
+        raise RuleError(msg, file=rules.source, line=rules.line_of(("mapping", "display_name")))
     compiled = compile_rules(rules, entra.schema, groups=group_directory(entra, _group_names(rules)))
     links_lf = (
         (links.lazy() if links is not None else pl.LazyFrame(schema={"entra_id": pl.String, "associate_id": pl.Int64}))

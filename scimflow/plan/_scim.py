@@ -42,11 +42,14 @@ _INTERNAL = "InternalAssociate"
 
 
 def scim_rules(rules: RuleSet) -> RuleSet:
-    """``rules`` with SCIM's fixed matching (link, then ``userName``; ``externalId`` is a second pass) and
-    deprovisioning as deactivation (``remove_plan`` deactivates too: a SCIM user has no plan to remove)."""
+    """``rules`` with SCIM's fixed matching (link, then ``userName``; ``externalId`` is a second pass),
+    deprovisioning as deactivation (``remove_plan`` deactivates too: a SCIM user has no plan to remove), and
+    ``display_name`` mapped to Entra's ``displayName`` unless the rules map it."""
     update: dict[str, Any] = {"match": ["entra_id", "user_name"]}
     if rules.deprovision == "remove_plan":
         update["deprovision"] = "retire"
+    if rules.mapping.display_name is None:  # the contract's displayName: Entra's
+        update["mapping"] = rules.mapping.model_copy(update={"display_name": "displayName"})
     return rules.model_copy(update=update)  # keeps the file and lines for error messages
 
 
@@ -89,6 +92,12 @@ def scim_target_frame(users: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         for name, dtype in SO_SCHEMA.items()
     ]
     return frame.select(columns), ids
+
+
+def _with_display_name(target: pl.DataFrame, users: pl.DataFrame) -> pl.DataFrame:
+    """The target frame plus the SCIM users' ``display_name`` (a mapped field only a SCIM target has)."""
+    names = users.sort("partner_id").select(pl.col("display_name").cast(pl.String))
+    return target.with_columns(names.get_column("display_name"))
 
 
 def _to_surrogate(links: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
@@ -222,6 +231,7 @@ def plan_scim(
     fixed = scim_rules(rules)
     ref = scim_reference(rules)
     target, ids = scim_target_frame(users)
+    target = _with_display_name(target, users)
     stored = (
         _to_surrogate(links, ids)
         if links is not None and links.height

@@ -35,7 +35,15 @@ ListScope = Literal["always", "if_not_set", "add"]
 Name = Annotated[StrictStr, Field(min_length=1, pattern=r"^[^\x00-\x1f]*$")]
 
 #: Mapped fields, in the order they appear in plans.
-MAPPED_FIELDS: tuple[str, ...] = ("user_name", "first_name", "last_name", "email", "title", "mobile_phone")
+MAPPED_FIELDS: tuple[str, ...] = (
+    "user_name",
+    "first_name",
+    "last_name",
+    "email",
+    "title",
+    "mobile_phone",
+    "display_name",  # a SCIM target's displayName (SuperOffice's Web API has no such field)
+)
 #: Rule elements.
 ELEMENTS: tuple[str, ...] = ("user_plan", "role", "primary_group", "secondary_groups", "owner_company", "confidential")
 
@@ -160,6 +168,8 @@ class Mapping(_Strict):
     email: Name | None = None
     title: Name | None = None
     mobile_phone: Name | None = None
+    #: Only for ``target: scim`` (the SCIM ``displayName``; the default there is Entra's ``displayName``).
+    display_name: Name | None = None
 
     def items(self) -> list[tuple[str, str]]:
         """``(field, expression)`` of the fields mapped, in :data:`MAPPED_FIELDS` order."""

@@ -163,6 +163,7 @@ def _check_user(snapshot: dict[str, Any], entra_id: str, expected: dict[str, Any
     assert [e["value"] for e in user["emails"]] == [expected["email"]]
     assert user["emails"][0]["type"] == "work" and user["emails"][0]["primary"] is True
     assert user["title"] == expected["title"]
+    assert user["displayName"] == f"{expected['givenName']} {expected['familyName']}"  # Entra's displayName
     assert _groups_of(snapshot, user["id"]) == groups_for("scimflow", expected["elements"])
 
 
