@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.futures import PrefectFuture
@@ -21,6 +22,9 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
+from flows.labels import run_name, tag_run
+from flows.logs import with_core_logs
+from flows.states import final_state, running_after_pause_timeout
 from scimflow.apply import (
     HELD_WHY,
     LOOKAHEAD,
@@ -80,16 +84,22 @@ class ApplyApproval(RunInput):
 TASK_RUNNER = cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner())
 
 
-@flow(name="sync-users", log_prints=False, task_runner=TASK_RUNNER)
-def sync_users(params: SyncParams) -> SyncResult:
+@flow(name="sync-users", flow_run_name=run_name, log_prints=False, task_runner=TASK_RUNNER)
+@with_core_logs  # the core's scimflow.* lines in the run's logs (flows/logs.py)
+def sync_users(params: SyncParams) -> State[SyncResult]:
     """Sync Entra ID users into the target: plan, publish the preview, wait for approval, apply in chunks.
 
     Approval **pauses** the run (``pause_flow_run``) rather than suspending it: a suspended run exits and
     restarts from the top when resumed, re-running extraction and planning (side effects, and a plan that
     may differ from the one approved). A paused run keeps the planned state in this process, so what is
     applied is exactly the plan whose hash the approver saw. A timeout counts as a rejection.
+
+    The run ends in the state its outcome calls for (:mod:`flows.states`): Failed for exit 1, a named
+    Completed state (``Partial``, ``Rejected``...) for exit 3, Completed for exit 0; its data is the
+    :class:`SyncResult` (read it back with :func:`flows.states.result_of`).
     """
     config = load_config(params.config)
+    tag_run(config)  # tenant:<key>, target:<target> (flows/labels.py)
     keys = ArtifactKeys.for_tenant(config.tenant_key)
     entra = extract_entra_users(config, params.full)
     so = extract_target_users(config, entra)
@@ -178,6 +188,7 @@ def _ask(planned: PlanOutcome, description: str, params: SyncParams, initial_hol
             poll_interval=params.poll_interval,
         )
     except FlowPauseTimeout:
+        running_after_pause_timeout()  # else the server fails the run ("never resumed")
         logger.warning("no approval within %d s: rejected, nothing applied", params.approval_timeout)
         return None
     return _from_form(form)
@@ -224,8 +235,9 @@ def _apply(
     return results
 
 
-def _conclude(config: Config, keys: ArtifactKeys, planned: PlanOutcome, end: Conclusion) -> SyncResult:
-    """Publish the report artifact, record how the run ended, and return the run's :class:`SyncResult`."""
+def _conclude(config: Config, keys: ArtifactKeys, planned: PlanOutcome, end: Conclusion) -> State[SyncResult]:
+    """Publish the report artifact, record how the run ended, and return the run's final state (its
+    :class:`SyncResult` as the data)."""
     result = SyncResult.model_validate(
         {
             "status": end.status,
@@ -254,4 +266,4 @@ def _conclude(config: Config, keys: ArtifactKeys, planned: PlanOutcome, end: Con
     if end.report is not None:
         summary.update(end.report.model_dump(exclude={"rows", "plan_hash"}))
     finish_sync_run(config, end.run_id, result.run_status, summary, planned.source_users)
-    return result
+    return final_state(result)

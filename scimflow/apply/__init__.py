@@ -22,7 +22,16 @@ from scimflow.apply._approval import (
 )
 from scimflow.apply._engine import apply_chunk, finish_apply, hold_rows, verify
 from scimflow.apply._factory import new_writer
-from scimflow.apply._outcome import ApplyReport, SyncResult, SyncStatus, status_of
+from scimflow.apply._outcome import (
+    PARTIAL_STATE_NAMES,
+    ApplyReport,
+    FinalState,
+    SyncFailed,
+    SyncResult,
+    SyncStatus,
+    final_state_of,
+    status_of,
+)
 from scimflow.apply._pool import LOOKAHEAD, ChunkTurns, WritePool, chunk_rows, frozen_heap
 from scimflow.apply._rows import (
     PlanChangedError,
@@ -39,16 +48,19 @@ from scimflow.apply._writer import RowKey, Writer
 __all__ = [
     "HELD_WHY",
     "LOOKAHEAD",
+    "PARTIAL_STATE_NAMES",
     "ApplyReport",
     "ApplySession",
     "Approval",
     "ApprovedBy",
     "ChunkTurns",
     "Conclusion",
+    "FinalState",
     "PlanChangedError",
     "PlanRow",
     "RowKey",
     "RowResult",
+    "SyncFailed",
     "SyncResult",
     "SyncStatus",
     "WritePool",
@@ -60,6 +72,7 @@ __all__ = [
     "automatic_approval",
     "chunk_rows",
     "entra_baseline",
+    "final_state_of",
     "finish_apply",
     "frozen_heap",
     "held_by",

@@ -26,6 +26,7 @@ __all__ = [
     "Tenant",
     "params",
     "run_flow",
+    "run_flow_state",
     "start_paused",
     "start_tenant",
     "stop_tenant",
@@ -105,10 +106,17 @@ def params(tenant: Tenant, **kw: Any) -> Any:
 
 
 def run_flow(p: Any) -> Any:
-    """Run the sync-users flow in this process and return its SyncResult."""
+    """Run the sync-users flow in this process and return its SyncResult (whatever its final state)."""
+    return run_flow_state(p)[1]
+
+
+def run_flow_state(p: Any, **options: Any) -> tuple[Any, Any]:
+    """Run the sync-users flow in this process (``options``: ``with_options``); return (final state, SyncResult)."""
+    from flows.states import result_of
     from flows.sync import sync_users
 
-    return sync_users(p)
+    state = (sync_users.with_options(**options) if options else sync_users)(p, return_state=True)
+    return state, result_of(state)
 
 
 @dataclass
@@ -126,12 +134,18 @@ class PausedRun:
             raise self.box["error"]
         return self.box["result"]
 
+    def final_state(self, timeout: float = 90) -> Any:
+        """The run's final Prefect state (after :meth:`result`)."""
+        self.result(timeout)
+        return self.box["state"]
+
 
 def start_paused(p: Any, timeout: float = 90) -> PausedRun:
     """Start the flow in a thread under a unique name and wait until it is paused for the form."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
+    from flows.states import result_of
     from flows.sync import sync_users
 
     name = f"test-{uuid.uuid4().hex[:10]}"
@@ -139,7 +153,8 @@ def start_paused(p: Any, timeout: float = 90) -> PausedRun:
 
     def target() -> None:
         try:
-            box["result"] = sync_users.with_options(flow_run_name=name)(p)
+            box["state"] = sync_users.with_options(flow_run_name=name)(p, return_state=True)
+            box["result"] = result_of(box["state"])
         except BaseException as exc:
             box["error"] = exc
 
