@@ -242,7 +242,9 @@ def _is_tls_failure(exc: BaseException) -> bool:
 
 
 def _request_id(response: httpx.Response, request_id_header: str) -> str | None:
-    return response.headers.get(request_id_header) or response.headers.get("request-id")
+    headers = response.headers
+    found: str | None = headers.get(request_id_header) or headers.get("request-id")
+    return found
 
 
 def send(

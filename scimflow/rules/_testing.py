@@ -48,7 +48,7 @@ def _same(element: str, got: Any, want: Any) -> bool:
     if element in {"secondary_groups", "rules"} and isinstance(got, list) and isinstance(want, list):
         return sorted(got) == sorted(want) if element == "secondary_groups" else got == want
     if element == "secondary_groups" and isinstance(want, str):
-        return got == [want]
+        return isinstance(got, list) and got == [want]
     return bool(got == want)
 
 
