@@ -8,8 +8,13 @@ Run once per Prefect server (idempotent: existing automations of the same name a
 created beforehand in the UI or with ``prefect block create``. The automations match flow runs of the
 ``sync-users`` flow:
 
-- ``scimflow: sync failed`` fires on a Failed or Crashed run;
+- ``scimflow: sync failed`` fires on a Failed or Crashed run (an error, an unhealthy source, failed writes);
+- ``scimflow: sync left changes unapplied`` fires on a run that ended Partial, Rejected or
+  ApprovalTimedOut (exit 3: held, drifted, rejected, timed out; :data:`scimflow.apply.PARTIAL_STATE_NAMES`
+  but the preview's);
 - ``scimflow: sync waiting for approval`` fires when a run pauses for its approval form.
+
+Every notification names the tenant (the run's ``tenant:<key>`` tag, set by the flow) and links the run.
 """
 
 from __future__ import annotations
@@ -23,11 +28,17 @@ from prefect.automations import Automation, EventTrigger, SendNotification
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
+from scimflow.apply import PARTIAL_STATE_NAMES
+
 __all__ = ["AUTOMATIONS", "AutomationSpec", "ensure_automations"]
 
 FLOW_NAME = "sync-users"
 #: The run's page in the UI, or its id where the server has no UI URL (``ui_url`` renders None then).
 _RUN_LINK = "{{ flow_run|ui_url or 'flow run id ' ~ flow_run.id }}"
+#: The run's tenant, from its ``tenant:<key>`` tag (flows/labels.py).
+_TENANT = "{% for t in flow_run.tags if t.startswith('tenant:') %}{{ t[7:] }}{% else %}(no tenant tag){% endfor %}"
+#: The exit-3 states an operator is told about (a preview with changes is expected, not news).
+_UNAPPLIED = sorted(PARTIAL_STATE_NAMES - {"Preview"})
 
 
 @dataclass(frozen=True)
@@ -44,18 +55,29 @@ AUTOMATIONS: tuple[AutomationSpec, ...] = (
     AutomationSpec(
         name="scimflow: sync failed",
         events=frozenset({"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}),
-        subject="scimflow: sync run {{ flow_run.name }} failed",
+        subject="scimflow: " + _TENANT + ": sync run {{ flow_run.name }} failed",
         body=(
-            "The sync run {{ flow_run.name }} of {{ flow.name }} ended {{ flow_run.state.name }}.\n"
+            "Tenant " + _TENANT + ": the sync run {{ flow_run.name }} of {{ flow.name }} ended "
+            "{{ flow_run.state.name }}: {{ flow_run.state.message }}\n"
             "Nothing further was applied. Open the run: " + _RUN_LINK
+        ),
+    ),
+    AutomationSpec(
+        name="scimflow: sync left changes unapplied",
+        events=frozenset(f"prefect.flow-run.{name}" for name in _UNAPPLIED),
+        subject="scimflow: " + _TENANT + ": sync run {{ flow_run.name }} ended {{ flow_run.state.name }}",
+        body=(
+            "Tenant " + _TENANT + ": the sync run {{ flow_run.name }} ended {{ flow_run.state.name }}: "
+            "{{ flow_run.state.message }}\nSome planned changes were not applied. Open the run: " + _RUN_LINK
         ),
     ),
     AutomationSpec(
         name="scimflow: sync waiting for approval",
         events=frozenset({"prefect.flow-run.Paused"}),
-        subject="scimflow: sync run {{ flow_run.name }} waits for approval",
+        subject="scimflow: " + _TENANT + ": sync run {{ flow_run.name }} waits for approval",
         body=(
-            "The sync run {{ flow_run.name }} published its preview and waits for an approver.\n"
+            "Tenant " + _TENANT + ": the sync run {{ flow_run.name }} published its preview and waits for an "
+            "approver.\n"
             "Review the plan and fill in the approval form: " + _RUN_LINK
         ),
     ),

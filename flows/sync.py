@@ -25,6 +25,7 @@ from pydantic import Field
 from flows.labels import run_name, tag_run
 from flows.logs import with_core_logs
 from flows.states import final_state, running_after_pause_timeout
+from flows.tenant_slot import tenant_apply_slot
 from scimflow.apply import (
     HELD_WHY,
     LOOKAHEAD,
@@ -218,20 +219,21 @@ def _apply(
     assert isinstance(progress, UUID)  # the sync API (we are not in an event loop)
     results: list[RowResult] = []
     futures: list[PrefectFuture[list[RowResult]]] = []
-    try:
-        for i, chunk in enumerate(chunks, start=1):
-            futures.append(
-                apply_changes.submit(
-                    config, planned.plan_hash, _plain(chunk), index=i, total=len(chunks), run_id=run_id
+    with tenant_apply_slot(config.tenant_key):  # one apply per tenant at a time (flows/tenant_slot.py)
+        try:
+            for i, chunk in enumerate(chunks, start=1):
+                futures.append(
+                    apply_changes.submit(
+                        config, planned.plan_hash, _plain(chunk), index=i, total=len(chunks), run_id=run_id
+                    )
                 )
-            )
-        for i, future in enumerate(futures, start=1):
-            results += future.result()
-            update_progress_artifact(progress, 100.0 * i / len(chunks))
-    finally:
-        for future in futures:
-            future.wait()
-        release_apply_session(planned.plan_hash, run_id)
+            for i, future in enumerate(futures, start=1):
+                results += future.result()
+                update_progress_artifact(progress, 100.0 * i / len(chunks))
+        finally:
+            for future in futures:
+                future.wait()
+            release_apply_session(planned.plan_hash, run_id)
     return results
 
 

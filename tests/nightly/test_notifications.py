@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from scimflow.config import load_config
 from scimflow.emulators.serve import free_port
 from tests.flows.flowkit import params, start_paused, wait_for
 
@@ -96,7 +97,7 @@ def _unreachable_superoffice(tenant) -> str:
 
 
 def test_a_failed_run_and_a_paused_run_both_notify(tenant_factory, webhook, automations):
-    """A sync-users run that fails (SuperOffice unreachable) and one paused for approval each reach the webhook."""
+    """A failed run (SuperOffice unreachable), a paused one and its rejection each reach the webhook, naming the tenant."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
     from prefect.flow_runs import resume_flow_run
@@ -134,10 +135,15 @@ def test_a_failed_run_and_a_paused_run_both_notify(tenant_factory, webhook, auto
         paused.result()
         thread.join(60)
     assert "error" in box, "the run against an unreachable SuperOffice should have failed"
+    wait_for(lambda: any(paused_name in s and "ended Rejected" in s for s in webhook.subjects()), timeout=60)
     (failed,) = [b for b in webhook.received if failing in b["subject"]]
     with get_client(sync_client=True) as client:
         (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[failing])))
     assert run.state is not None and run.state.is_failed()
     assert "ended Failed" in failed["body"] and str(run.id) in failed["body"]
-    (waiting,) = [b for b in webhook.received if paused_name in b["subject"]]
+    (waiting,) = [b for b in webhook.received if paused_name in b["subject"] and "approval" in b["subject"]]
     assert str(paused.id) in waiting["body"] and "approval form" in waiting["body"]
+    (rejected,) = [b for b in webhook.received if paused_name in b["subject"] and "Rejected" in b["subject"]]
+    assert "notification test" in rejected["body"] and str(paused.id) in rejected["body"]
+    tenant = load_config(t.config).tenant_key
+    assert all(f"Tenant {tenant}:" in b["body"] for b in (failed, waiting, rejected))
