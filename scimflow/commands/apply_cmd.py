@@ -232,6 +232,10 @@ def run_apply(
             err.print("not approved: nothing applied")
             return 1
         links = read_links(saved.folder, saved.plan_hash)
+        if approve is not None:  # the prompt showed the whole diff already
+            from scimflow.diff import read_plan_rows, summary_line
+
+            err.print(escape(summary_line(read_plan_rows(saved.folder))))
     except _ERRORS as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1

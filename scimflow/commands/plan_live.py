@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -71,6 +72,22 @@ def print_diff(out: Path, console: Console, limit: int | None) -> list[dict[str,
     return rows
 
 
+class _DiffConsole(Console):
+    """The diff's console: a reader that stops reading (``scimflow plan | head``) ends the diff quietly, and
+    the verb keeps its exit code (rich's default exits 1, which means an error here)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _stdout_to_devnull()
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so that nothing more (nor the interpreter's final flush) hits the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -89,20 +106,23 @@ def run_plan(
     from scimflow import pipeline
     from scimflow.config import load_config
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = _DiffConsole(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     _quiet_logging()
     try:
         cfg = load_config(config)
         target = Path(out) if out is not None else Path(cfg.out_dir)
         outcome, _, _ = pipeline.run_plan_stages(cfg, rules=rules, out=target, full=full)
-        if as_json:
-            from scimflow.diff import read_plan_rows
+        try:
+            if as_json:
+                from scimflow.diff import read_plan_rows
 
-            sys.stdout.write(json.dumps(read_plan_rows(outcome.out), indent=2) + "\n")
-            sys.stdout.flush()
-        else:
-            print_diff(outcome.out, console, limit)
+                sys.stdout.write(json.dumps(read_plan_rows(outcome.out), indent=2) + "\n")
+                sys.stdout.flush()
+            else:
+                print_diff(outcome.out, console, limit)
+        except BrokenPipeError:  # `scimflow plan | head`: the reader has seen enough; the plan is written
+            _stdout_to_devnull()
     except _PLAN_ERRORS as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1
@@ -162,7 +182,8 @@ def run_explain(config: Path, rules: Path | None, upn: str) -> int:
             console.print(
                 f"Entra: id {r['id']}, enabled {r['accountEnabled']}, groups: {', '.join(r['groups'] or []) or '—'}"
             )
-            _explain_rules(cfg, rule_set, row, so.reference, console)
+            ref = so.reference if isinstance(so, pipeline.SuperOfficeExtract) else None  # SCIM: names unresolved
+            _explain_rules(cfg, rule_set, row, ref, console)
         else:
             console.print("not in Entra ID (gone, or never there)")
         plan_rows = outcome.plan.rows
