@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,25 @@ def test_open_store_creates_the_missing_state_folders_owner_only(tmp_path: Path)
     for folder in (db.parent, db.parent.parent):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_stores_opened_at_once_on_a_new_folder_all_open(tmp_path: Path) -> None:
+    """Eight threads opening the same not-yet-existing state file at once all succeed (folder creation races)."""
+    db = tmp_path / "new" / "deeper" / "state.db"
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            StateStore(f"sqlite:///{db}").close()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700

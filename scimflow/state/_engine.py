@@ -41,8 +41,8 @@ def prepare_sqlite_file(database: str) -> None:
         missing.append(parent)
         parent = parent.parent
     for folder in reversed(missing):
-        folder.mkdir(mode=0o700)
-        folder.chmod(0o700)  # mkdir's mode is masked by the umask
+        folder.mkdir(mode=0o700, exist_ok=True)  # another thread or process opening the store may be first
+        folder.chmod(0o700)  # mkdir's mode is masked by the umask; checked below before the file is opened
     check_private_folder(path.parent)
     try:
         fd = os.open(path, _OPEN_FILE, 0o600)
