@@ -567,3 +567,62 @@ def test_member_patches_answer_as_scim2_server_does(dialect: str, tmp_path: Path
     assert fast_run == library_run
     assert windowed[1] == 0 and windowed[0] >= 5  # the member-only PATCHes (not the mixed one) took the window
     assert [s for s, _ in fast_run][:6] == [204, 204, 204, 204, 204 if dialect == "entra" else 400, 412]
+
+
+def _script_answers(app: Any, base: str, headers: dict[str, str]) -> list[tuple[int, Any]]:
+    """POST two users and a group, PATCH a member in, then GET, filter and list: each status and JSON body."""
+
+    async def run() -> list[tuple[int, Any]]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+            out: list[httpx.Response] = []
+            for name in ("a@x", "b@x"):
+                body = {"schemas": [USER], "userName": name, "emails": [{"value": name, "type": "work"}]}
+                out.append(await c.post(f"{base}/Users", json=body))
+            a, b = (r.json()["id"] for r in out)
+            out.append(
+                await c.post(f"{base}/Groups", json={"schemas": [GROUP], "displayName": "g", "members": [{"value": a}]})
+            )
+            gid = out[-1].json()["id"]
+            add = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": b}]}]}
+            out.append(await c.patch(f"{base}/Groups/{gid}", json=add))
+            out.append(await c.get(f"{base}/Groups/{gid}"))
+            out.append(await c.get(f"{base}/Users/{a}"))
+            out.append(await c.get(f"{base}/Users", params={"filter": 'userName eq "B@X"'}))
+            out.append(await c.get(f"{base}/Groups"))
+            names = {a: "A", b: "B", gid: "G"}
+            answers = []
+            for r in out:
+                text = r.text.replace("/scim/v2", "/v2")
+                for uid, name in names.items():
+                    text = text.replace(uid, name)
+                answer: Any = json.loads(text) if text else None
+                for resource in [answer, *(answer.get("Resources") or [])] if isinstance(answer, dict) else []:
+                    for key in ("created", "lastModified"):
+                        (resource.get("meta") or {}).pop(key, None)
+                answers.append((r.status_code, answer))
+            return answers
+
+    import asyncio
+
+    return asyncio.run(run())
+
+
+def test_answers_equal_plain_scim2_server() -> None:
+    """The emulator (cheaper copies, windowed member PATCHes, cached reference paths) answers a create, member PATCH,
+    read, filter and list script exactly as scim2-server's own application with its own storage and service."""
+    from scim2_server.applications.asgi import ASGIApplication
+    from scim2_server.memory import AsyncInMemoryStorage, InMemoryStorage
+    from scim2_server.service import ScimService
+
+    provider = scim_provider("rfc")
+    library = ASGIApplication(AsyncInMemoryStorage(InMemoryStorage()), provider, ScimService(provider))
+    emulator = ScimEmulator({}, ScimEmulatorSettings(dialect="rfc", token="t"))
+    ours = _script_answers(emulator.app, "/scim/v2", {"Authorization": "Bearer t"})
+    theirs = _script_answers(library, "/v2", {})
+    assert [s for s, _ in ours] == [201, 201, 201, 204, 200, 200, 200, 200]
+    assert ours == theirs
+    assert emulator.stats()["windowed_member_patches"] == 1
+    group = ours[4][1]
+    assert group["members"] == [{"value": "A"}, {"value": "B"}]
+    assert group["meta"]["location"] == "http://t/v2/Groups/G"

@@ -21,7 +21,7 @@ import copy
 import datetime as dt
 import enum
 from http import HTTPStatus
-from typing import Any, Union
+from typing import Any, Union, cast
 
 from pydantic import BaseModel
 from scim2_models import (
@@ -31,6 +31,7 @@ from scim2_models import (
     Meta,
     PatchOp,
     Path,
+    Reference,
     Resource,
     ResourceType,
     ResponseParameters,
@@ -140,6 +141,42 @@ class FastCopyService(ScimService):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pinned_generics = self._pin_generics()
+        self._reference_paths: dict[type[Any], list[tuple[Any, Any]]] = {}
+
+    def _paths_to_publish(self, model: type[Any]) -> list[tuple[Any, Any]]:
+        """The library's reference paths of ``model`` that ``_publish_references`` rewrites, with their bindings,
+        found once per model (the library walks the schema for them on every answer)."""
+        found = self._reference_paths.get(model)
+        if found is None:
+            found = []
+            for path in parametrize(Path, model).iter_paths(target_type=[Reference]):
+                binding = path.resolve()
+                assert binding is not None
+                reference_types = set(cast(Any, binding.target_type).__reference_types__)
+                if reference_types and not reference_types & {"external", "uri"}:
+                    found.append((path, binding))
+            self._reference_paths[model] = found
+        return found
+
+    def _publish_references(self, base_url: str, resource: Resource[Any]) -> None:
+        """The library's, over the cached paths (:meth:`_paths_to_publish`)."""
+
+        def locate(reference: Any) -> Any:
+            if isinstance(reference, list):
+                return [locate(item) for item in reference]
+            if reference is None:
+                return None
+            return self.reference_location(base_url, reference)
+
+        for path, binding in self._paths_to_publish(type(resource)):
+            if binding.sub_field_name is None:
+                path.set(resource, locate(path.get(resource)), strict=False)
+                continue
+            head = f"{path.schema}:{path.parts[0]}" if path.schema else path.parts[0]
+            entries = Path(head).get(resource)
+            for entry in entries if isinstance(entries, list) else [entries]:
+                if entry is not None:
+                    setattr(entry, binding.sub_field_name, locate(getattr(entry, binding.sub_field_name)))
 
     def _pin_generics(self) -> list[Any]:
         models = self.get_models()
