@@ -269,12 +269,14 @@ def test_a_tampered_plan_is_refused_with_nothing_applied(worked: tuple[Tenant, P
 
 
 def test_held_actions_are_journalled_not_applied(worked: tuple[Tenant, Path]) -> None:
-    """--hold-actions retire applies the rest and keeps Sara (exit 3); a misspelt action class applies nothing."""
+    """--hold-actions retire applies the rest and keeps Sara (exit 3); a misspelt class or user applies nothing."""
     tenant, out = worked
     before = tenant.so_snapshot()
     cmd = ["apply", str(out), "--config", str(tenant.config), "--approve", plan_hash(out), "--hold-actions"]
     bad = scimflow(*cmd, "retires")
     assert bad.returncode == 1 and "not an action class" in bad.stderr
+    typo = scimflow(*cmd[:-1], "--hold-users", "kari.nordman@contoso.com")
+    assert typo.returncode == 1 and "not a user of this plan" in typo.stderr
     assert tenant.so_snapshot() == before
     proc = scimflow(*cmd, "retire")
     assert proc.returncode == 3, proc.stdout + proc.stderr

@@ -168,6 +168,22 @@ def _check_holds(hold_actions: list[str]) -> None:
         raise ScimflowError(msg)
 
 
+def _check_hold_users(saved: SavedPlan, hold_users: list[str]) -> None:
+    """Refuse a ``--hold-users`` that is no change row's key: a misspelt hold must not apply the user."""
+    from scimflow.diff import read_plan_rows
+    from scimflow.vocab import CHANGE_ACTIONS
+
+    if not hold_users:
+        return
+    keys = {
+        str(r.get("key", "")).strip().lower() for r in read_plan_rows(saved.folder) if r.get("action") in CHANGE_ACTIONS
+    }
+    unknown = sorted({u for u in hold_users if u.strip().lower() not in keys})
+    if unknown:
+        msg = f"--hold-users: {', '.join(unknown)} is not a user of this plan's changes (give the key the diff shows)"
+        raise ScimflowError(msg)
+
+
 def _prompted(saved: SavedPlan, out: Console, err: Console, limit: int | None) -> bool:
     """Show the diff and the hash; True when the operator types the hash's first :data:`MIN_PREFIX` chars."""
     from scimflow.commands.plan_live import TERMINAL_LIMIT, print_diff
@@ -220,6 +236,7 @@ def run_apply(
         _check_holds(hold_actions)
         cfg = load_config(config)
         saved = load_saved_plan(plan_dir)
+        _check_hold_users(saved, hold_users)
         if saved.verdict == "source_unhealthy":
             msg = f"{saved.folder}: the source was judged unhealthy when this plan was made; it may not be applied"
             raise ScimflowError(msg)
