@@ -219,7 +219,7 @@ def test_apply_a_saved_plan_then_replan_shows_nothing(worked: tuple[Tenant, Path
     assert users["kari.nordmann@contoso.com"][0]["Role"]["Value"] == "Manager"
     assert "ola.hansen@contoso.com" in users and "per.berg@contoso.com" in users
     links = _links(tenant)
-    assert links[KARI] == "11" and links[SARA] == "12"  # matched pairs from links.json, not only the creates
+    assert links[KARI] == "11" and links[SARA] == "12"  # matched pairs from links.jsonl, not only the creates
 
     journal = scimflow("journal", "--config", str(tenant.config), "--plan", h[:12], "--json")
     assert journal.returncode == 0, journal.stderr
@@ -335,17 +335,18 @@ def test_scim_plan_shows_group_rows_and_apply_writes_them(scim_site: Any, tmp_pa
 
 
 def test_copied_plan_folder_keeps_its_links_bound(worked: tuple[Tenant, Path], tmp_path: Path) -> None:
-    """links.json written for another plan is refused (exit 1) rather than linking the wrong pairs."""
+    """links.jsonl written for another plan is refused (exit 1) rather than linking the wrong pairs."""
     tenant, out = worked
     other = tmp_path / "other"
     shutil.copytree(out, other)
     other.chmod(0o700)
-    doc = json.loads((other / "links.json").read_text())
-    assert {"entra_id": KARI, "associate_id": 11} in doc["links"]
-    doc["plan_hash"] = "f" * 64
-    (other / "links.json").write_text(json.dumps(doc))
+    head, *pairs = (other / "links.jsonl").read_text().splitlines()
+    assert json.loads(head) == {"plan_hash": plan_hash(out)}
+    assert {"entra_id": KARI, "associate_id": 11} in [json.loads(p) for p in pairs]
+    (other / "links.jsonl").write_text("\n".join([json.dumps({"plan_hash": "f" * 64}), *pairs]) + "\n")
     proc = scimflow("apply", str(other), "--config", str(tenant.config), "--approve", plan_hash(out))
     assert proc.returncode == 1 and "written for another plan" in proc.stderr
+    assert _links(tenant) == {}
 
 
 def _apply_on_a_terminal(tenant: Tenant, out: Path, typed: str) -> subprocess.CompletedProcess[str]:
@@ -385,3 +386,29 @@ def test_on_a_terminal_the_prompt_shows_the_hash_and_wants_its_first_12_characte
     assert done.returncode == 0, done.stdout + done.stderr
     assert "applied 4," in done.stdout
     assert tenant.users_by_name()["sara.lind@contoso.com"][0]["Deleted"] is True
+
+
+def test_links_file_is_read_as_strings_and_refused_when_malformed(tmp_path: Path) -> None:
+    """links.jsonl gives string pairs for integer and string ids, and a malformed line is refused naming the file."""
+    from scimflow.commands.apply_cmd import read_links
+    from scimflow.errors import ScimflowError
+
+    h = "a" * 64
+    path = tmp_path / "links.jsonl"
+    path.write_text(f'{{"plan_hash": "{h}"}}\n{{"entra_id": "e1", "associate_id": 11}}\n')
+    assert read_links(tmp_path, h).rows() == [("e1", "11")]
+    path.write_text(f'{{"plan_hash": "{h}"}}\n{{"entra_id": "e1", "associate_id": "s-1"}}\n')
+    assert read_links(tmp_path, h).rows() == [("e1", "s-1")]
+    path.write_text(f'{{"plan_hash": "{h}"}}\n')
+    assert read_links(tmp_path, h).is_empty()
+    for bad in (
+        '{"entra_id": "e1"}',
+        '{"entra_id": null, "associate_id": 1}',
+        "{oops",
+        '{"entra_id": "e", "associate_id": true}',
+    ):
+        path.write_text(f'{{"plan_hash": "{h}"}}\n{bad}\n')
+        with pytest.raises(ScimflowError, match=r"links\.jsonl"):
+            read_links(tmp_path, h)
+    path.unlink()
+    assert read_links(tmp_path, h) is None

@@ -1,7 +1,7 @@
 """``scimflow apply PLAN_DIR``: apply a saved plan whose hash the operator confirms, without Prefect.
 
 The plan is the folder ``scimflow plan`` (or a sync run) wrote: ``plan.jsonl``, ``summary.json`` and
-``links.json`` (the matched pairs to link). Before anything is written:
+``links.jsonl`` (the matched pairs to link). Before anything is written:
 
 - the folder must be the operator's and not writable by others (:func:`~scimflow.files.check_private_folder`);
 - ``plan.jsonl`` must still have the hash ``summary.json`` recorded (else :class:`~scimflow.apply.PlanChangedError`);
@@ -20,6 +20,7 @@ drifted), 1 an error, a write that failed, or no valid approval.
 from __future__ import annotations
 
 import getpass
+import io
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from rich.markup import escape
 from scimflow.errors import ScimflowError
 
 __all__ = [
+    "LINKS_FILE",
     "MIN_PREFIX",
     "ApprovalError",
     "SavedPlan",
@@ -74,39 +76,45 @@ class SavedPlan:
         return [str(a) for a in self.summary.get("guardrails", {}).get("held", []) or []]
 
 
+#: The plan's matched pairs beside its files (written by :func:`scimflow.plan.write_plan_files`).
+LINKS_FILE = "links.jsonl"
+
+
 def read_links(folder: Path, plan_hash: str) -> pl.DataFrame | None:
-    """The matched pairs of ``folder/links.json`` (``entra_id``, ``associate_id`` as strings).
+    """The matched pairs of ``folder/links.jsonl`` (``entra_id``, ``associate_id``, both strings).
 
     ``None`` when the file is missing (a plan written before links were saved: nothing extra is linked).
-    A file written for another plan, or a pair that is not two ids, is refused naming the file and entry.
+    A file written for another plan, or a pair that is not two ids, is refused naming the file.
     """
-    path = Path(folder) / "links.json"
+    path = Path(folder) / LINKS_FILE
     if not path.exists():
         return None
+    data = path.read_bytes()
+    head, _, body = data.partition(b"\n")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        bound = json.loads(head)
     except json.JSONDecodeError as exc:
-        msg = f"{path}: not JSON ({exc.msg}, line {exc.lineno})"
+        msg = f"{path} line 1: not JSON ({exc.msg})"
         raise ScimflowError(msg) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("links"), list):
-        msg = f'{path}: expected {{"plan_hash": ..., "links": [...]}}'
+    found = bound.get("plan_hash") if isinstance(bound, dict) else None
+    if found != plan_hash:
+        msg = f"{path} was written for another plan ({str(found)[:12]}…, this one is {plan_hash[:12]}…)"
         raise ScimflowError(msg)
-    if doc.get("plan_hash") != plan_hash:
-        msg = f"{path} was written for another plan ({str(doc.get('plan_hash'))[:12]}…, this one is {plan_hash[:12]}…)"
+    schema = {"entra_id": pl.String, "associate_id": pl.String}
+    if not body.strip():
+        return pl.DataFrame(schema=schema)
+    try:
+        pairs = pl.read_ndjson(io.BytesIO(body))
+        ok = set(pairs.columns) == set(schema) and pairs.schema["entra_id"] == pl.String
+        ok = ok and pairs.schema["associate_id"] in (pl.Int64, pl.String)
+        pairs = pairs.select(pl.col("entra_id"), pl.col("associate_id").cast(pl.String)) if ok else pairs
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        msg = f"{path}: not one {{entra_id, associate_id}} object per line after the first ({exc})"
+        raise ScimflowError(msg) from None
+    if not ok or pairs.null_count().sum_horizontal().item() or (pairs.get_column("entra_id") == "").any():
+        msg = f"{path}: every line after the first must be {{'entra_id': text, 'associate_id': an id}}"
         raise ScimflowError(msg)
-    entra: list[str] = []
-    partner: list[str] = []
-    for i, pair in enumerate(doc["links"]):
-        e = pair.get("entra_id") if isinstance(pair, dict) else None
-        a = pair.get("associate_id") if isinstance(pair, dict) else None
-        if not isinstance(e, str) or not e or isinstance(a, bool) or not isinstance(a, int | str) or a == "":
-            msg = f"{path}: links[{i}] must be {{'entra_id': text, 'associate_id': an id}}"
-            raise ScimflowError(msg)
-        entra.append(e)
-        partner.append(str(a))
-    return pl.DataFrame(
-        {"entra_id": entra, "associate_id": partner}, schema={"entra_id": pl.String, "associate_id": pl.String}
-    )
+    return pairs
 
 
 def load_saved_plan(folder: Path) -> SavedPlan:

@@ -1,8 +1,9 @@
 """Plan files (ARCHITECTURE.md "Plan files"): plan.jsonl, summary.json, plan.parquet, all owner-only.
 
-Beside them ``links.json`` keeps the plan's matched pairs (``Plan.matched_pairs``: matched users not linked
+Beside them ``links.jsonl`` keeps the plan's matched pairs (``Plan.matched_pairs``: matched users not linked
 yet, unchanged ones included) so that ``scimflow apply PLAN_DIR`` can store them when it applies the plan
-later: ``{"plan_hash": ..., "links": [{"entra_id": ..., "associate_id": ...}, ...]}``.
+later: a first line ``{"plan_hash": ...}`` binding it to the plan, then one ``{"entra_id": ...,
+"associate_id": ...}`` per pair (written by Polars: a first run of a large tenant has a pair per user).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from scimflow.plan._planner import COUNT_KEYS, Plan
 __all__ = ["LINKS_FILE", "plan_lines", "write_plan_files"]
 
 #: The matched pairs of a plan, written beside its files (see the module's docstring).
-LINKS_FILE = "links.json"
+LINKS_FILE = "links.jsonl"
 
 _PLAIN = r"^[\x20-\x5b\x5d-\x7e]*$"  # printable ASCII without backslash: Polars' JSON == json.dumps
 
@@ -54,7 +55,7 @@ def plan_lines(rows: pl.DataFrame) -> list[str]:
 
 
 def write_plan_files(plan: Plan, verdict: GuardrailVerdict, out: Path) -> str:
-    """Write plan.jsonl, summary.json, plan.parquet and links.json into ``out`` (0600 files); return the plan hash."""
+    """Write plan.jsonl, summary.json, plan.parquet and links.jsonl into ``out`` (0600 files); return the plan hash."""
     private_folder(out)  # refused when a symlink, not ours, or group/world-writable
     lines = plan_lines(plan.rows)
     body = "".join(line + "\n" for line in lines).encode("utf-8")
@@ -68,6 +69,8 @@ def write_plan_files(plan: Plan, verdict: GuardrailVerdict, out: Path) -> str:
     buf = io.BytesIO()
     plan.rows.write_parquet(buf)
     write_private(out / "plan.parquet", buf.getvalue())
-    pairs = plan.matched_pairs.select("entra_id", "associate_id").drop_nulls().to_dicts()
-    write_private(out / LINKS_FILE, json.dumps({"plan_hash": plan_hash, "links": pairs}, indent=1) + "\n")
+    links = io.BytesIO()
+    links.write(json.dumps({"plan_hash": plan_hash}).encode() + b"\n")
+    plan.matched_pairs.select("entra_id", "associate_id").drop_nulls().write_ndjson(links)
+    write_private(out / LINKS_FILE, links.getvalue())
     return plan_hash
