@@ -5,6 +5,8 @@ say whose run it is and automations can match one tenant.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,12 +53,12 @@ def run_name() -> str:
 
 
 def tag_run(config: Config) -> None:
-    """Add :func:`run_tags` to the current flow run's tags (a deployment's own tags stay)."""
+    """Add :func:`run_tags` to the current flow run's tags (a deployment's own tags stay), and record the
+    process running it as ``host:pid`` (``infrastructure_pid``: how the next run tells it was killed)."""
     run_id = flow_run.id
     if run_id is None:
         return
     with get_client(sync_client=True) as client:
         current = client.read_flow_run(run_id).tags or []
         wanted = [*current, *(t for t in run_tags(config) if t not in current)]
-        if wanted != current:
-            client.update_flow_run(run_id, tags=wanted)
+        client.update_flow_run(run_id, tags=wanted, infrastructure_pid=f"{socket.gethostname()}:{os.getpid()}")

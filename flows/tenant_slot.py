@@ -6,8 +6,8 @@ The slot is held **only while the run writes** (its chunks, both approval rounds
 - two runs whose plans were made before either applied are still safe: the second one's apply re-reads every
   row before writing it (the drift check) and holds as drifted, or counts as already done, what the first
   one changed, so neither overwrites the other;
-- a run whose process was killed holds its slot only until its lease expires (``LEASE_SECONDS``: the
-  holder renews it while alive).
+- a run whose process was killed holds its slot only until its lease expires (:data:`LEASE_SECONDS`, 60 s:
+  the holder renews it while alive).
 
 A run that finds the slot taken logs that it waits for the other run (and says so in its state message),
 then waits up to :data:`WAIT_SECONDS` (``SCIMFLOW_TENANT_WAIT_SECONDS``); after that it fails with a message
@@ -35,8 +35,10 @@ __all__ = ["LEASE_SECONDS", "WAIT_SECONDS", "TenantBusyError", "limit_name", "te
 
 #: How long a run waits for the tenant's slot before giving up (seconds).
 WAIT_SECONDS = float(os.environ.get("SCIMFLOW_TENANT_WAIT_SECONDS", "3600"))
-#: The slot's lease: renewed by the holder while it runs; a killed holder's slot frees after this.
-LEASE_SECONDS = 300.0
+#: The slot's lease: renewed by the holder while it runs; a killed holder's slot frees after this. The
+#: server's minimum: Prefect has no call to release another holder's lease, so a run that finds the holder
+#: dead (tasks/plan.py) still waits out the rest of it.
+LEASE_SECONDS = 60.0
 
 
 class TenantBusyError(ScimflowError):

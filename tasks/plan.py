@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Crashed
 
 from scimflow import pipeline
 from scimflow.config import Config
+from scimflow.state import mark_crashed_runs
 
 __all__ = ["plan_changes", "start_sync_run"]
 
@@ -40,11 +48,57 @@ def plan_changes(
     return outcome
 
 
+def _process_gone(infrastructure_pid: str | None) -> bool:
+    """Whether ``host:pid`` (as :func:`flows.labels.tag_run` records it) names a process of this host that
+    no longer exists. Another host's process cannot be checked here: ``False``."""
+    host, _, pid = (infrastructure_pid or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, another user's
+        return False
+    return False
+
+
+def _alive(row: dict[str, Any]) -> bool:
+    """Whether a run still ``running`` in the state store may still be at work, from its Prefect flow run.
+
+    Not alive: its flow run ended in Prefect (crashed, cancelled: it never finished in the store), or it is
+    Running but its process, on this host, is gone (killed). A paused run, a run on another host, or one
+    Prefect does not know is left alone. A dead Running one is marked Crashed in Prefect too.
+    """
+    if not row.get("flow_run_id"):
+        return True
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(UUID(str(row["flow_run_id"])))
+        except (ObjectNotFound, ValueError):
+            return True
+        if run.state is None or run.state.is_paused():
+            return True
+        if run.state.is_final():
+            return False
+        if run.state.is_running() and _process_gone(run.infrastructure_pid):
+            message = "its process ended without finishing the run (found by the next run)"
+            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            return False
+    return True
+
+
 @task(name="start-sync-run", cache_policy=NO_CACHE)
 def start_sync_run(config: Config, mode: str, planned: pipeline.PlanOutcome, flow_run_id: str | None) -> str:
-    """Record the run in the state store; return its id (the journal and approvals refer to it)."""
+    """Record the run in the state store; return its id (the journal and approvals refer to it).
+
+    Runs left ``running`` by a process that died are marked ``crashed`` first (:func:`_alive`).
+    """
     store = pipeline.open_store(config)
     try:
+        crashed = mark_crashed_runs(store, _alive)
+        if crashed:
+            get_run_logger().warning("runs whose process died, now marked crashed: %s", ", ".join(crashed))
         return store.start_run(
             mode, plan_hash=planned.plan_hash, source_users=planned.source_users, flow_run_id=flow_run_id
         )

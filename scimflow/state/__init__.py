@@ -6,6 +6,7 @@ code when a store opens.
 
 from __future__ import annotations
 
+from scimflow.state._crashed import mark_crashed_runs, running_runs
 from scimflow.state._queries import (
     BaselineInfo,
     JournalEntry,
@@ -45,5 +46,7 @@ __all__ = [
     "StoreOverview",
     "baseline_info",
     "journal_entries",
+    "mark_crashed_runs",
+    "running_runs",
     "store_overview",
 ]

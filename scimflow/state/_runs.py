@@ -13,10 +13,19 @@ from scimflow.state._base import StateError, StoreBase, aware, utc_now
 
 __all__ = ["RUN_STATUSES", "SUCCESSFUL_RUN_STATUSES", "RunStatus", "RunsPart"]
 
-RunStatus = Literal["running", "completed", "partial", "rejected", "failed", "source_unhealthy"]
+RunStatus = Literal["running", "completed", "partial", "rejected", "failed", "source_unhealthy", "crashed"]
 
-#: Every status a run may be finished with (``running`` is set by :meth:`StateStore.start_run`).
-RUN_STATUSES: tuple[str, ...] = ("running", "completed", "partial", "rejected", "failed", "source_unhealthy")
+#: Every status a run may be finished with (``running`` is set by :meth:`StateStore.start_run`; ``crashed``
+#: by :func:`scimflow.state.mark_crashed_runs` for a run whose process died).
+RUN_STATUSES: tuple[str, ...] = (
+    "running",
+    "completed",
+    "partial",
+    "rejected",
+    "failed",
+    "source_unhealthy",
+    "crashed",
+)
 #: Runs whose source count is a trustworthy base for the ``max_source_drop`` guardrail: the source was
 #: judged healthy and the run went to its end (everything applied, or some of it held or drifted).
 SUCCESSFUL_RUN_STATUSES: tuple[str, ...] = ("completed", "partial")

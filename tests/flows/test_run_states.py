@@ -177,3 +177,65 @@ def test_a_run_is_named_and_tagged_for_its_tenant_and_carries_the_core_logs(work
     everything = " ".join(log.message for log in _logs(result.flow_run_id))
     for secret in (secrets.entra_client_secret, secrets.app_token, secrets.system_user_token):
         assert secret and secret not in everything
+
+
+def test_runs_left_running_are_marked_crashed_only_when_not_alive(tmp_path: Path) -> None:
+    """mark_crashed_runs marks the running runs the liveness check gives up on, and no other run."""
+    from scimflow.state import StateStore, mark_crashed_runs, running_runs
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        dead = store.start_run("auto", flow_run_id="dead-one")
+        paused = store.start_run("approve", flow_run_id="paused-one")
+        done = store.start_run("auto", flow_run_id="done-one")
+        store.finish_run(done, "completed", {})
+        asked: list[str] = []
+
+        def alive(row: dict[str, Any]) -> bool:
+            asked.append(row["flow_run_id"])
+            return row["flow_run_id"] != "dead-one"
+
+        assert mark_crashed_runs(store, alive) == [dead]
+        assert sorted(asked) == ["dead-one", "paused-one"], "finished runs are not looked at"
+        assert (store.run(dead) or {})["status"] == "crashed" and (store.run(dead) or {})["finished_at"] is not None
+        assert [r["id"] for r in running_runs(store)] == [paused]
+        assert (store.run(done) or {})["status"] == "completed"
+        assert mark_crashed_runs(store, alive) == []
+    finally:
+        store.close()
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_server")
+def test_a_killed_run_is_marked_crashed_by_the_next_run(worked_example):
+    """SIGKILL of a running `python -m flows.run` mid-apply: the next run marks it crashed in the runs table
+    and in Prefect, and applies the rest."""
+    import os
+    import signal
+
+    from prefect.client.schemas.objects import StateType
+
+    from scimflow.config import load_config
+    from scimflow.pipeline import open_store
+    from scimflow.state import running_runs
+
+    worked_example.so_settings(latency=1.0)  # an apply slow enough to be killed in
+    cmd = [sys.executable, "-m", "flows.run", "--config", str(worked_example.config), "--approve"]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: worked_example.so_stats()["writes"] >= 1 or first.poll() is not None, timeout=120, step=0.05)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    with open_store(load_config(worked_example.config)) as store:
+        (killed,) = running_runs(store)
+    assert _server_state(killed["flow_run_id"]).type == StateType.RUNNING, "Prefect still thinks it runs"
+
+    worked_example.so_settings(latency=0.0)
+    _, result = run_flow_state(params(worked_example, cli_approved=True))
+    assert result.exit_code == 0
+    with open_store(load_config(worked_example.config)) as store:
+        assert (store.run(killed["id"]) or {})["status"] == "crashed"
+    crashed = _server_state(killed["flow_run_id"])
+    assert crashed.type == StateType.CRASHED and "next run" in (crashed.message or "")
