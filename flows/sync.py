@@ -6,6 +6,7 @@ preview; the approval decisions in :mod:`scimflow.apply._approval`) and every st
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -30,7 +31,6 @@ from scimflow.apply import (
     HELD_WHY,
     LOOKAHEAD,
     Approval,
-    ApprovedBy,
     Conclusion,
     PlanRow,
     RowResult,
@@ -42,13 +42,17 @@ from scimflow.apply import (
     held_by,
     held_classes_for,
     plan_file_hash,
+    read_plan,
     second_round,
     split_held,
     status_of,
 )
+from scimflow.apply._approval import MAX_REFUSALS, ChangeClass, FormReply, check_form
 from scimflow.config import Config, load_config
 from scimflow.pipeline import PlanOutcome, new_plan_dir
+from scimflow.preview import refused_note
 from scimflow.sync_params import SyncParams
+from scimflow.vocab import CHANGE_ACTIONS
 from tasks.apply import (
     apply_changes,
     finish_changes,
@@ -69,12 +73,32 @@ _T = TypeVar("_T")
 
 
 class ApplyApproval(RunInput):
-    """The approval form. ``hold_actions`` are action classes (e.g. ``retire``), ``hold_users`` UPNs."""
+    """The approval form (the Prefect UI renders it from this schema; the server validates a resume by it).
 
-    approve: bool = False
+    The answer is checked by :func:`scimflow.apply._approval.check_form` before anything is applied: it must
+    carry this run's ``plan_hash`` (pre-filled) and an ``approver``; ``hold_actions`` / ``release_held`` are
+    change classes (choices: any other value is refused by Prefect's server, the run stays paused);
+    ``hold_users`` must be user keys of the plan. A refused answer applies nothing and the form is asked again
+    with the error shown, :data:`MAX_REFUSALS` times, then the run ends rejected.
+
+    Who approved: the open-source Prefect server has no users. A resume (``POST /flow_runs/{id}/resume``)
+    carries no identity, and the ``prefect.flow-run.Running`` event it causes relates only the flow, its
+    deployment, work pool, tags and the run's creator (``prefect/server/models/events.py``), no actor. So the
+    approver is the name entered here, recorded as unverified. Prefect Cloud adds the acting user to its
+    events, but nothing in this flow reads Cloud's events yet.
+    """
+
+    approve: bool = Field(default=False, description="Apply this plan (leave off to reject it).")
+    approver: str = Field(
+        default="", description="Your name or e-mail address; required to approve (recorded as entered, unverified)."
+    )
+    plan_hash: str = Field(default="", description="The hash of the plan you approve (pre-filled; must match).")
     comment: str = ""
-    hold_actions: list[str] = Field(default_factory=list)
-    hold_users: list[str] = Field(default_factory=list)
+    hold_actions: list[ChangeClass] = Field(default_factory=list, description="Change classes not to apply.")
+    release_held: list[ChangeClass] = Field(
+        default_factory=list, description="Classes held over their guardrail budget that you let through anyway."
+    )
+    hold_users: list[str] = Field(default_factory=list, description="User keys (as in the preview) not to apply.")
 
 
 #: The flow's task runner, pinned: Prefect's in-process thread pool. The chunk tasks of one apply share one
@@ -101,7 +125,7 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
     """
     config = load_config(params.config)
     tag_run(config)  # tenant:<key>, target:<target> (flows/labels.py)
-    keys = ArtifactKeys.for_tenant(config.tenant_key)
+    keys = ArtifactKeys.for_run(config.tenant_key, flow_run.id)
     entra = extract_entra_users(config, params.full)
     so = extract_target_users(config, entra)
     checked = validate_users(entra, so)
@@ -118,7 +142,7 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
         return _conclude(config, keys, planned, Conclusion(status_of(report), report, run_id))
     over_budget = planned.held_classes
     approval = automatic_approval(params.mode, cli_approved=params.cli_approved) or _ask(
-        planned, description, params, initial_holds=over_budget
+        config, run_id, planned, description, params
     )
     if approval is None or not approval.approve:
         status: SyncStatus = "timed_out" if approval is None else "rejected"
@@ -135,12 +159,11 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
     if second_round(
         approval, mode=params.mode, wait_for_held=params.wait_for_held, held_rows=len(held), over_budget=over_budget
     ):
-        second = _ask(planned, description, params, initial_holds=[])
+        second = _ask(config, run_id, planned, description, params)
         _record(config, run_id, planned, second, "approved" if second and second.approve else "rejected")
         if second is not None and second.approve:
-            go, held = split_held(
-                held, [*second.hold_actions, *approval.hold_actions], [*second.hold_users, *approval.hold_users]
-            )
+            holds = held_classes_for(second, over_budget) | set(approval.hold_actions)
+            go, held = split_held(held, holds, [*second.hold_users, *approval.hold_users])
             results += _apply(config, planned, go, run_id, keys)
     if held:
         results += hold_changes(config, planned.plan_hash, _plain(held), HELD_WHY, run_id)
@@ -165,38 +188,59 @@ def _comment(approval: Approval | None) -> str | None:
     return approval.comment if approval is not None else None
 
 
-def _from_form(form: ApplyApproval, by: ApprovedBy = "form") -> Approval:
-    return Approval(
+def _reply(form: ApplyApproval) -> FormReply:
+    """The form's answer; ``plan_hash`` counts only if the resume sent it (its pre-filled default does not)."""
+    return FormReply(
         approve=form.approve,
-        by=by,
+        approver=form.approver,
+        plan_hash=form.plan_hash if "plan_hash" in form.model_fields_set else None,
         comment=form.comment,
         hold_actions=tuple(form.hold_actions),
+        release_held=tuple(form.release_held),
         hold_users=tuple(form.hold_users),
     )
 
 
-def _ask(planned: PlanOutcome, description: str, params: SyncParams, initial_holds: list[str]) -> Approval | None:
-    """Pause for the approval form; ``None`` when it timed out (which rejects)."""
+def _ask(config: Config, run_id: str, planned: PlanOutcome, description: str, params: SyncParams) -> Approval | None:
+    """Pause for the approval form until an answer passes :func:`check_form` (a refused one is journaled and
+    asked again with its errors, at most :data:`MAX_REFUSALS` times, then rejects); ``None`` on timeout."""
     logger = get_run_logger()
     url = f"{PREFECT_UI_URL.value()}/runs/flow-run/{flow_run.id}"
-    logger.info(
-        "waiting for approval of plan %s at %s (timeout %d s)", planned.plan_hash[:12], url, params.approval_timeout
-    )
-    try:
-        form = pause_flow_run(
-            wait_for_input=ApplyApproval.with_initial_data(description=description, hold_actions=initial_holds),
-            timeout=params.approval_timeout,
-            poll_interval=params.poll_interval,
+    keys = [r.key for r in read_plan(planned.out, planned.plan_hash) if r.action in CHANGE_ACTIONS]
+    note = ""
+    for attempt in range(1, MAX_REFUSALS + 2):
+        logger.info(
+            "waiting for approval of plan %s at %s (timeout %d s)", planned.plan_hash[:12], url, params.approval_timeout
         )
-    except FlowPauseTimeout:
-        running_after_pause_timeout()  # else the server fails the run ("never resumed")
-        logger.warning("no approval within %d s: rejected, nothing applied", params.approval_timeout)
-        return None
-    return _from_form(form)
+        try:
+            form = pause_flow_run(
+                wait_for_input=ApplyApproval.with_initial_data(
+                    description=note + description, plan_hash=planned.plan_hash
+                ),
+                timeout=params.approval_timeout,
+                poll_interval=params.poll_interval,
+            )
+        except FlowPauseTimeout:
+            running_after_pause_timeout()  # else the server fails the run ("never resumed")
+            logger.warning("no approval within %d s: rejected, nothing applied", params.approval_timeout)
+            return None
+        check = check_form(_reply(form), plan_hash=planned.plan_hash, plan_keys=keys)
+        if not check.refused:
+            return check.approval
+        logger.warning("approval refused, nothing applied: %s", "; ".join(check.errors))
+        refused = replace(check.approval, approve=False, comment=f"refused: {'; '.join(check.errors)}"[:2000])
+        _record(config, run_id, planned, refused, "refused")
+        if attempt > MAX_REFUSALS:
+            break
+        note = refused_note(check.errors, attempt=attempt, attempts=MAX_REFUSALS + 1)
+    logger.warning("approval refused %d times: rejected, nothing applied", MAX_REFUSALS + 1)
+    return replace(refused, comment=f"rejected after {MAX_REFUSALS + 1} refused answers; {refused.comment}"[:2000])
 
 
 def _record(config: Config, run_id: str, planned: PlanOutcome, approval: Approval | None, what: str) -> None:
     values = (approval or Approval(approve=False, by="timeout", comment="timed out")).form_values()
+    if approval is not None and approval.release_held:  # the journal has no column for it: said in the comment
+        values["comment"] = f"{approval.comment} [released over budget: {', '.join(approval.release_held)}]".strip()
     get_run_logger().info("approval of %s: %s by %s", planned.plan_hash[:12], what, approver_label(approval))
     record_approval_form(config, run_id, planned.plan_hash, approver_label(approval), values)
 

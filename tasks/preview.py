@@ -1,4 +1,10 @@
-"""Preview and report tasks: publish the plan and the outcome as artifacts under stable per-tenant keys."""
+"""Preview and report tasks: publish the plan and the outcome as artifacts under keys unique to the run.
+
+Each run's preview, changes table, report and progress have keys of their own (``{tenant}-preview-{run}``),
+so two runs of one tenant (a nightly and a paused on-demand run) never show each other's plan. The stable
+per-tenant keys (``{tenant}-sync-preview``, ``{tenant}-sync-report``) are only "latest" pointers: a short
+artifact naming the run and the per-run key, never the plan itself.
+"""
 
 from __future__ import annotations
 
@@ -17,21 +23,20 @@ __all__ = ["ArtifactKeys", "publish_preview", "publish_report"]
 
 
 class ArtifactKeys(BaseModel):
-    """The artifact keys of one tenant (lowercase letters, digits and dashes)."""
+    """The artifact keys of one run (lowercase letters, digits and dashes): its own, and the tenant's
+    "latest" pointers (:func:`scimflow.preview.artifact_keys`)."""
 
     preview: str
     changes: str
     report: str
     progress: str
+    latest_preview: str
+    latest_report: str
 
     @classmethod
-    def for_tenant(cls, tenant_key: str) -> ArtifactKeys:
-        return cls(
-            preview=f"{tenant_key}-sync-preview",
-            changes=f"{tenant_key}-sync-changes",
-            report=f"{tenant_key}-sync-report",
-            progress=f"{tenant_key}-sync-progress",
-        )
+    def for_run(cls, tenant_key: str, flow_run_id: object) -> ArtifactKeys:
+        """The keys of the flow run ``flow_run_id`` (``None`` outside a flow run: a local, unique id)."""
+        return cls(**preview.artifact_keys(tenant_key, str(flow_run_id) if flow_run_id else None))
 
 
 @task(name="publish-preview", cache_policy=NO_CACHE)
@@ -40,6 +45,8 @@ def publish_preview(planned: PlanOutcome, keys: ArtifactKeys) -> str:
     rows = read_plan(planned.out, planned.plan_hash)
     md = preview.preview_markdown(planned.summary, rows, plan_dir=planned.out)
     create_markdown_artifact(key=keys.preview, markdown=md, description=f"Plan {planned.plan_hash[:12]}")
+    pointer = preview.latest_pointer("preview", keys.preview, plan_hash=planned.plan_hash)
+    create_markdown_artifact(key=keys.latest_preview, markdown=pointer, description=f"Latest: {keys.preview}")
     table = preview.changes_table(rows)
     if table:
         note = f"{len(table)} of {len(rows)} rows, riskiest first; full plan in {planned.out / 'plan.jsonl'}"
@@ -71,4 +78,6 @@ def publish_report(
         plan_dir=plan_dir,
     )
     create_markdown_artifact(key=keys.report, markdown=md, description=f"Sync {status}")
+    pointer = preview.latest_pointer("report", keys.report, plan_hash=plan_hash, status=status)
+    create_markdown_artifact(key=keys.latest_report, markdown=pointer, description=f"Latest: {keys.report}")
     get_run_logger().info("report published as %s: %s", keys.report, status)

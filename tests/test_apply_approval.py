@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
 from scimflow.apply import (
@@ -13,6 +15,11 @@ from scimflow.apply import (
     held_classes_for,
     second_round,
 )
+from scimflow.apply._approval import ChangeClass, FormReply, check_form
+from scimflow.vocab import CHANGE_ACTIONS
+
+PLAN = "ab" * 32
+KEYS = ["ola.hansen@contoso.com", "Sara.Lind@contoso.com"]
 
 
 @pytest.mark.parametrize(
@@ -23,27 +30,94 @@ def test_automatic_approval_comes_from_the_command_line_or_auto_mode(
     mode: str, cli: bool, expected: str | None
 ) -> None:
     """--approve approves in any mode, auto mode approves itself, approve mode asks the form (None)."""
-    approval = automatic_approval(mode, cli_approved=cli)
+    approval = automatic_approval(mode, cli_approved=cli, os_user="kari")
     assert (approval.by if approval else None) == expected
     assert approval is None or approval.approve
 
 
-def test_the_approver_is_how_the_approval_was_given_not_its_comment() -> None:
-    """A form whose comment starts with "auto:" is still the form's (the old guess from the comment is gone)."""
-    form = Approval(approve=True, by="form", comment="auto: looks fine to me")
-    assert approver_label(form) == "unknown (Prefect UI or API)"
-    assert approver_label(automatic_approval("auto", cli_approved=False)) == "auto"
-    assert approver_label(automatic_approval("approve", cli_approved=True)) == "cli"
+def test_the_approver_is_named_by_how_the_approval_was_given() -> None:
+    """The form's approver is the name entered, marked unverified; --approve is the OS user; auto says so."""
+    form = Approval(approve=True, by="form", comment="auto: looks fine to me", approver=" kari@contoso.com ")
+    assert approver_label(form) == "kari@contoso.com (unverified, entered in the form)"
+    assert approver_label(automatic_approval("auto", cli_approved=False)) == "auto (within the guardrails)"
+    assert approver_label(automatic_approval("approve", cli_approved=True, os_user="ola")) == "ola (cli)"
     assert approver_label(None) == "timeout"
+    long = approver_label(Approval(approve=True, by="form", approver="x" * 1000))
+    assert len(long) < 255  # fits the approvals table's column
 
 
-def test_classes_over_budget_are_held_only_when_nobody_saw_the_plan() -> None:
-    """auto and --approve hold the classes over budget; a form holds only what it says (it showed them pre-filled)."""
+def test_the_cli_approver_defaults_to_the_os_user() -> None:
+    """Without an explicit user, --approve records getpass.getuser()."""
+    import getpass
+
+    approval = automatic_approval("approve", cli_approved=True)
+    assert approval is not None and approval.approver == getpass.getuser()
+
+
+def test_classes_over_budget_stay_held_unless_the_form_releases_them() -> None:
+    """auto and --approve hold the classes over budget; a form holds them too unless release_held names them."""
     over = ["retire"]
     assert held_classes_for(Approval(approve=True, by="auto"), over) == {"retire"}
     assert held_classes_for(Approval(approve=True, by="cli", hold_actions=("update",)), over) == {"retire", "update"}
-    assert held_classes_for(Approval(approve=True, by="form"), over) == set()
-    assert held_classes_for(Approval(approve=True, by="form", hold_actions=("create",)), over) == {"create"}
+    assert held_classes_for(Approval(approve=True, by="form"), over) == {"retire"}  # an empty hold_actions
+    assert held_classes_for(Approval(approve=True, by="form", hold_actions=("create",)), over) == {"create", "retire"}
+    assert held_classes_for(Approval(approve=True, by="form", release_held=("retire",)), over) == set()
+    assert held_classes_for(Approval(approve=True, by="cli", release_held=("retire",)), over) == {"retire"}
+
+
+def _reply(**kw: object) -> FormReply:
+    values: dict[str, object] = {"approve": True, "approver": "kari@contoso.com", "plan_hash": PLAN, **kw}
+    return FormReply(**values)  # type: ignore[arg-type]
+
+
+def test_a_correct_form_is_accepted_with_holds_as_the_plan_spells_them() -> None:
+    """Plan hash, approver and holds that name real classes and plan keys give an approval; users trimmed, any case."""
+    check = check_form(
+        _reply(hold_actions=["Retire "], hold_users=["  SARA.LIND@contoso.com"], release_held=["update"]),
+        plan_hash=PLAN,
+        plan_keys=KEYS,
+    )
+    assert not check.refused, check.errors
+    a = check.approval
+    assert (a.by, a.hold_actions, a.hold_users, a.release_held) == (
+        "form",
+        ("retire",),
+        ("Sara.Lind@contoso.com",),
+        ("update",),
+    )
+    assert approver_label(a) == "kari@contoso.com (unverified, entered in the form)"
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"plan_hash": None}, "plan_hash is missing"),
+        ({"plan_hash": "cd" * 32}, "is not this run's plan"),
+        ({"plan_hash": PLAN[:12]}, "is not this run's plan"),
+        ({"approver": "   "}, "approver is empty"),
+        ({"hold_actions": ["retires"]}, "'retires' is not a change class"),
+        ({"hold_actions": ["retirement"]}, "'retirement' is not a change class"),
+        ({"release_held": ["all"]}, "release_held: 'all' is not a change class"),
+        ({"hold_users": ["Sara Lind"]}, "'Sara Lind' is not a user key of this plan"),
+        ({"hold_actions": ["retire"], "release_held": ["retire"]}, "both name retire"),
+    ],
+)
+def test_a_bad_answer_is_refused_with_its_error(fields: dict[str, object], needle: str) -> None:
+    """A stale/forged hash, no name, a typo in a class or a user not in the plan refuses the answer, naming it."""
+    check = check_form(_reply(**fields), plan_hash=PLAN, plan_keys=KEYS)
+    assert check.refused
+    assert any(needle in e for e in check.errors), check.errors
+
+
+def test_a_rejection_is_never_refused() -> None:
+    """approve=false applies nothing whatever else it carries, so it is taken as it is."""
+    check = check_form(FormReply(approve=False, hold_actions=["nonsense"]), plan_hash=PLAN, plan_keys=KEYS)
+    assert not check.refused and check.approval.approve is False
+
+
+def test_the_form_choices_are_the_change_classes() -> None:
+    """The form's Literal offers exactly scimflow.vocab.CHANGE_ACTIONS."""
+    assert get_args(ChangeClass) == CHANGE_ACTIONS
 
 
 @pytest.mark.parametrize(
@@ -74,11 +148,13 @@ def test_held_by_lists_at_most_fifty_rows_sorted() -> None:
 
 
 def test_the_recorded_form_values_keep_the_four_fields() -> None:
-    """Approval.form_values has exactly the form's fields, lists for the holds."""
+    """Approval.form_values has the form's fields, lists for the holds and releases."""
     approval = Approval(approve=False, by="timeout", comment="timed out", hold_users=("a@x",))
     assert approval.form_values() == {
         "approve": False,
         "comment": "timed out",
         "hold_actions": [],
         "hold_users": ["a@x"],
+        "release_held": [],
+        "plan_hash": "",
     }

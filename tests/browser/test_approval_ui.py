@@ -24,6 +24,7 @@ pytestmark = [
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 CREATED = {"ola.hansen@contoso.com", "per.berg@contoso.com"}  # the worked example's two planned creates
 COMMENT = "Preview checked: 2 creates, 1 update, 1 retirement."
+APPROVER = "kari.nordmann@contoso.com"
 
 
 def _preview(api_url: str, run_id: str, key: str) -> str:
@@ -43,9 +44,9 @@ def test_approve_in_the_prefect_ui_applies_the_plan(ui_server, worked_example, c
 
     expect.set_options(timeout=20_000)
     img.mkdir(parents=True, exist_ok=True)
-    key = f"{load_config(worked_example.config).tenant_key}-sync-preview"
     run = start_paused(params(worked_example, approval_timeout=300))
     run_id = str(run.id)
+    key = f"{load_config(worked_example.config).tenant_key}-preview-{run.id.hex[:12]}"  # the run's own preview
     try:
         match = re.search(r"Plan hash:\*\* `([0-9a-f]{64})`", _preview(ui_server.api_url, run_id, key))
         assert match, "the preview artifact names no plan hash"
@@ -72,13 +73,16 @@ def test_approve_in_the_prefect_ui_applies_the_plan(ui_server, worked_example, c
         form = page.get_by_role("dialog").filter(has_text="Resume Flow Run")
         expect(form.get_by_text("Approve this plan?")).to_be_visible()
         expect(form.get_by_text(plan_hash, exact=True)).to_be_visible()
-        for label in ("Approve", "Comment", "Hold Actions", "Hold Users"):
+        for label in ("Approve", "Approver", "Plan Hash", "Comment", "Hold Actions", "Release Held", "Hold Users"):
             expect(form.get_by_text(re.compile(rf"^{label}( \(Optional\))?$"))).to_be_visible()
         approve = form.get_by_role("switch")  # the only boolean field
         expect(approve).to_have_attribute("aria-checked", "false")
         approve.click()
         expect(approve).to_have_attribute("aria-checked", "true")
-        form.get_by_role("textbox").fill(COMMENT)  # the only text field (the lists start empty)
+        approver, hash_box, comment = form.get_by_role("textbox").all()[:3]  # in the form's order
+        expect(hash_box).to_have_value(plan_hash)  # pre-filled: the approval is bound to this plan
+        approver.fill(APPROVER)
+        comment.fill(COMMENT)
         page.screenshot(path=str(img / "approval-form.png"))
         form.get_by_role("button", name="Submit").click()
         expect(form).to_be_hidden()
@@ -91,6 +95,7 @@ def test_approve_in_the_prefect_ui_applies_the_plan(ui_server, worked_example, c
             run.thread.join(30)
 
     assert (result.status, result.plan_hash, result.comment) == ("applied", plan_hash, COMMENT)
+    assert result.approver == f"{APPROVER} (unverified, entered in the form)"
     state = httpx.get(f"{ui_server.api_url}/flow_runs/{run_id}", timeout=30).json()["state"]
     assert state["type"] == "COMPLETED"
     users = worked_example.users_by_name()  # GET /_emulator/snapshot on the SuperOffice emulator

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import getpass
+
 import pytest
+from approvalkit import APPROVER, approve_input
 from flowkit import params, run_flow, start_paused
 
 from scimflow.config import load_config
 from scimflow.pipeline import open_store
+from scimflow.preview import md_text
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_server")]
 
@@ -31,7 +35,7 @@ def test_cli_approval_applies_the_plan_and_a_second_run_plans_nothing(worked_exa
     with open_store(load_config(worked_example.config)) as store:
         assert set(store.journal(result.plan_hash)["status"].to_list()) == {"verified"}
         (approval,) = store.approvals(result.plan_hash)
-        assert approval["approver"] == "cli" and approval["approve"] is True
+        assert approval["approver"] == f"{getpass.getuser()} (cli)" and approval["approve"] is True
         assert store.links().height == 4
 
     again = run_flow(params(worked_example, cli_approved=True))
@@ -44,14 +48,20 @@ def test_form_approval_applies_and_publishes_artifacts(worked_example):
     from prefect.flow_runs import resume_flow_run
 
     run = start_paused(params(worked_example))
-    resume_flow_run(run.id, run_input={"approve": True, "comment": "looks right"})
+    resume_flow_run(run.id, run_input=approve_input(run.id, comment="looks right"))
     result = run.result()
     assert (result.status, result.exit_code) == ("applied", 0)
-    assert result.approver.startswith("unknown") and result.comment == "looks right"
-    preview = Artifact.get(f"{load_config(worked_example.config).tenant_key}-sync-preview")
+    assert result.approver == f"{APPROVER} (unverified, entered in the form)" and result.comment == "looks right"
+    tenant = load_config(worked_example.config).tenant_key
+    run_key = f"{tenant}-preview-{run.id.hex[:12]}"
+    assert result.artifacts["preview"] == run_key
+    preview = Artifact.get(run_key)
     assert preview is not None and result.plan_hash in str(preview.data)
+    latest = Artifact.get(f"{tenant}-sync-preview")  # the tenant's "latest" pointer names the run's key
+    assert latest is not None and run_key in str(latest.data) and "| create |" not in str(latest.data)
     report = Artifact.get(result.artifacts["report"])
     assert report is not None and "applied" in str(report.data)
+    assert md_text(result.approver) in str(report.data)  # the report names the approver (escaped Markdown)
 
 
 def test_rejection_applies_nothing(worked_example):
@@ -80,7 +90,7 @@ def test_form_holds_retirements(worked_example):
     from prefect.flow_runs import resume_flow_run
 
     run = start_paused(params(worked_example))
-    resume_flow_run(run.id, run_input={"approve": True, "hold_actions": ["retire"]})
+    resume_flow_run(run.id, run_input=approve_input(run.id, hold_actions=["retire"]))
     result = run.result()
     assert (result.status, result.exit_code) == ("partial", 3)
     assert (result.report.applied, result.report.held) == (3, 1)
@@ -93,7 +103,7 @@ def test_form_holds_users(worked_example):
     from prefect.flow_runs import resume_flow_run
 
     run = start_paused(params(worked_example))
-    resume_flow_run(run.id, run_input={"approve": True, "hold_users": ["Ola.Hansen@contoso.com"]})
+    resume_flow_run(run.id, run_input=approve_input(run.id, hold_users=["Ola.Hansen@contoso.com"]))
     result = run.result()
     assert result.exit_code == 3 and result.report.held == 1
     users = worked_example.users_by_name()
@@ -109,7 +119,7 @@ def test_resume_through_the_rest_api_as_the_ui_does(worked_example, prefect_serv
     assert bad.json()["status"] == "REJECT"  # validated against the form's schema; the run stays paused
     ok = httpx.post(
         f"{prefect_server.api_url}/flow_runs/{run.id}/resume",
-        json={"run_input": {"approve": True, "comment": "via REST", "hold_actions": [], "hold_users": []}},
+        json={"run_input": approve_input(run.id, comment="via REST", hold_actions=[], hold_users=[])},
     )
     assert ok.json()["status"] == "ACCEPT"
     result = run.result()
@@ -126,7 +136,7 @@ def test_drift_between_plan_and_approval_is_held(worked_example):
     cfg = load_config(worked_example.config)
     with SuperOfficeTarget(cfg.superoffice, ca_bundle=cfg.ca_bundle) as so:
         so.update_user(11, {"title": {"from": "Sales Rep", "to": "Chief Sales Rep"}}, so.read_reference())
-    resume_flow_run(run.id, run_input={"approve": True})
+    resume_flow_run(run.id, run_input=approve_input(run.id))
     result = run.result()
     assert (result.status, result.exit_code, result.report.drifted) == ("partial", 3, 1)
     (row,) = [r for r in result.report.rows if r.outcome == "drifted"]

@@ -11,6 +11,7 @@ import pytest
 
 from scimflow.config import load_config
 from scimflow.pipeline import open_store
+from tests.flows.approvalkit import APPROVER, approve_input
 from tests.flows.flowkit import params, run_flow, start_paused
 
 from .nightkit import WIDE, active, graph, so_reset_counters
@@ -26,21 +27,23 @@ def test_within_budget_auto_applies_everything(tenant_factory):
     """With every class within its budget (one retirement, max_retire 1), auto applies the whole plan at once."""
     t = tenant_factory(guardrails={"max_retire": 1, "max_changes": 4, "min_source_users": 4, "max_source_drop": "20%"})
     result = run_flow(params(t, mode="auto"))
-    assert (result.status, result.exit_code, result.approver) == ("applied", 0, "auto")
+    assert (result.status, result.exit_code, result.approver) == ("applied", 0, "auto (within the guardrails)")
     assert result.guardrails["verdict"] == "ok"
     assert (result.report.applied, result.report.held) == (4, 0)
     assert all(active(t, k) for k in CREATED) and not active(t, RETIRED)
 
 
 def test_over_retire_budget_applies_the_rest_and_waits_for_the_retirements(tenant_factory):
-    """Over max_retire, auto applies creates and updates, pauses for the retirements, and applies them once approved."""
+    """Over max_retire, auto applies creates and updates, pauses for the retirements, and applies them once
+    approved with release_held (the form's explicit release of a class over budget)."""
     from prefect.flow_runs import resume_flow_run
 
     t = tenant_factory(guardrails={**WIDE, "max_retire": 0})
     run = start_paused(params(t, mode="auto", wait_for_held=True))
     assert all(active(t, k) for k in CREATED), "the classes within budget apply before the pause"
     assert active(t, RETIRED), "the retirement waits for the approver"
-    resume_flow_run(run.id, run_input={"approve": True, "comment": "retirement checked"})
+    answer = approve_input(run.id, release_held=["retire"], comment="retirement checked")
+    resume_flow_run(run.id, run_input=answer)
     result = run.result()
     assert (result.status, result.exit_code) == ("applied", 0)
     assert result.guardrails["held"] == ["retire"]
@@ -48,7 +51,10 @@ def test_over_retire_budget_applies_the_rest_and_waits_for_the_retirements(tenan
     assert not active(t, RETIRED)
     with open_store(load_config(t.config)) as store:
         forms = store.approvals(result.plan_hash)
-    assert [(a["approver"], a["approve"]) for a in forms] == [("auto", True), ("unknown (Prefect UI or API)", True)]
+    assert [(a["approver"], a["approve"]) for a in forms] == [
+        ("auto (within the guardrails)", True),
+        (f"{APPROVER} (unverified, entered in the form)", True),
+    ]
 
 
 def test_over_budget_without_waiting_exits_3_with_the_retirement_held(tenant_factory):

@@ -33,6 +33,10 @@ FIGURE_KEYS: tuple[str, ...] = (
     "bad_inputs_tried",
     "bad_inputs_refused_or_quarantined",
     "writes_from_bad_input",
+    "hostile_rule_files",
+    "hostile_rule_files_refused",
+    "forged_approvals_tried",
+    "forged_approvals_refused",
     "secrets_tracked",
     "texts_scanned",
     "leaks",
@@ -60,6 +64,10 @@ copies it here between the markers; none is typed by hand, and a plain `make tes
 | bad inputs tried (`tests/reliability/corpus/`) | {bad_inputs_tried} |
 | bad inputs refused with a clear error or quarantined | {bad_inputs_refused_or_quarantined} |
 | writes caused by bad input | {writes_from_bad_input} |
+| hostile rule files tried (long identifiers, OR chains, nested growth, bad regexes, dotted tricks, alias bombs) | {hostile_rule_files} |
+| hostile rule files refused by `rules check` (exit 1, under a second each) | {hostile_rule_files_refused} |
+| forged approvals tried (a foreign or missing plan hash, no approver, unknown classes or users, a held class cleared without `release_held`) | {forged_approvals_tried} |
+| forged approvals refused (nothing applied) | {forged_approvals_refused} |
 | secrets and issued tokens tracked (searched for in logs, tracebacks, plan files, state DB, Prefect artifacts and logs, process output) | {secrets_tracked} |
 | secrets leaked | {leaks} |
 
@@ -77,6 +85,9 @@ artifact and log is searched for the configured secrets (Entra client secret, Su
 system user token, private key material) and for every access token, JWT and ticket seen on the wire (the
 test proxy records `Authorization` values). Untrusted certificates are refused with verification on by
 default; the emulators listen on loopback only; the state database and plan files are created `0600`.
+An approval given through the Prefect API applies only if it carries the hash of the plan it approves and
+an approver's name, and names only real change classes and users of the plan; a class held over its
+guardrail budget is released only by `release_held` (`tests/reliability/test_forged_approval.py`).
 
 ```bash
 make soak                      # 5 minutes of random faults and kills; SOAK_SECONDS=60 make soak for a short one
