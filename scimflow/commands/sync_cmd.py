@@ -41,6 +41,9 @@ def prefect_env(home: Path | None = None, api_url: str | None = None) -> dict[st
     env["DO_NOT_TRACK"] = "1"
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # The flow run's heartbeat (Prefect's default 180 s): deployments/crash_detection.py marks a run whose
+    # heartbeats stopped for three of them Crashed.
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")
     if home is not None:
         env["PREFECT_HOME"] = str(home)
     if api_url is not None:

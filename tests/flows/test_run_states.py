@@ -239,3 +239,59 @@ def test_a_killed_run_is_marked_crashed_by_the_next_run(worked_example):
         assert (store.run(killed["id"]) or {})["status"] == "crashed"
     crashed = _server_state(killed["flow_run_id"])
     assert crashed.type == StateType.CRASHED and "next run" in (crashed.message or "")
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_server")
+def test_a_killed_paused_run_ends_crashed_when_its_heartbeats_stop(worked_example):
+    """With the crash-detection automation, a run killed while paused ends Crashed within three heartbeats."""
+    import asyncio
+    import os
+    import signal
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    from deployments.crash_detection import ensure_crash_detection
+
+    automation = asyncio.run(ensure_crash_detection(30))
+    env = {**os.environ, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+    cmd = [sys.executable, "-m", "flows.run", "--config", str(worked_example.config), "--timeout", "600"]
+    # found by its config path among the runs (its name is the flow's own)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with get_client(sync_client=True) as client:
+
+            def paused() -> Any:
+                runs = client.read_flow_runs(limit=20)
+                return next(
+                    (
+                        r
+                        for r in runs
+                        if r.parameters.get("params", {}).get("config") == str(worked_example.config)
+                        and r.state is not None
+                        and r.state.is_paused()
+                    ),
+                    None,
+                )
+
+            wait_for(lambda: paused() is not None, timeout=120, step=0.5)
+            run = paused()
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            killed_at = time.monotonic()
+            wait_for(lambda: client.read_flow_run(run.id).state.type == StateType.CRASHED, timeout=200, step=2)
+            state = client.read_flow_run(run.id).state
+            assert "heartbeat" in (state.message or "")
+            assert time.monotonic() - killed_at < 3 * 30 + 60
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+        async def remove() -> None:
+            async with get_client() as client:
+                await client.delete_automation(automation.id)
+
+        asyncio.run(remove())
