@@ -6,7 +6,17 @@ import json
 import uuid
 from typing import Any
 
-__all__ = ["APPROVER", "approve_input", "form_description", "form_schema", "paused_keyset", "wait_paused_again"]
+import httpx
+
+__all__ = [
+    "APPROVER",
+    "approve_input",
+    "approve_input_via",
+    "form_description",
+    "form_schema",
+    "paused_keyset",
+    "wait_paused_again",
+]
 
 #: The name the tests enter in the form's ``approver`` field.
 APPROVER = "tester@contoso.com"
@@ -76,3 +86,16 @@ def wait_paused_again(run_id: uuid.UUID | str, before: dict[str, str] | None, ti
 def paused_keyset(run_id: uuid.UUID | str) -> dict[str, str] | None:
     """The keyset of the form the run is paused for (``None`` when it is not paused)."""
     return _paused_keyset(run_id)
+
+
+def approve_input_via(api: httpx.Client, run_id: uuid.UUID | str, **values: Any) -> dict[str, Any]:
+    """:func:`approve_input` read through a REST client of any Prefect server (``base_url`` its API URL),
+    as a UI or script would: the paused state's form schema, its pre-filled ``plan_hash``."""
+    state = api.get(f"/flow_runs/{run_id}").raise_for_status().json()["state"]
+    keyset = (state.get("state_details") or {}).get("run_input_keyset") or {}
+    assert state["type"] == "PAUSED" and keyset, f"flow run {run_id} is not paused for input"
+    schema = json.loads(api.get(f"/flow_runs/{run_id}/input/{keyset['schema']}").raise_for_status().text)
+    if isinstance(schema, str):  # stored JSON-encoded once more by some clients
+        schema = json.loads(schema)
+    plan_hash = schema["properties"]["plan_hash"]["default"]
+    return {"approve": True, "approver": APPROVER, "plan_hash": plan_hash, **values}

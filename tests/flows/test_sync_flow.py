@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 
 import pytest
-from approvalkit import APPROVER, approve_input
+from approvalkit import APPROVER, approve_input, approve_input_via
 from flowkit import params, run_flow, start_paused
 
 from scimflow.config import load_config
@@ -117,10 +117,9 @@ def test_resume_through_the_rest_api_as_the_ui_does(worked_example, prefect_serv
     run = start_paused(params(worked_example))
     bad = httpx.post(f"{prefect_server.api_url}/flow_runs/{run.id}/resume", json={"run_input": {"approve": "maybe"}})
     assert bad.json()["status"] == "REJECT"  # validated against the form's schema; the run stays paused
-    ok = httpx.post(
-        f"{prefect_server.api_url}/flow_runs/{run.id}/resume",
-        json={"run_input": approve_input(run.id, comment="via REST", hold_actions=[], hold_users=[])},
-    )
+    with httpx.Client(base_url=str(prefect_server.api_url), timeout=30) as api:  # the form read as the UI reads it
+        answer = approve_input_via(api, run.id, comment="via REST", hold_actions=[], hold_users=[])
+        ok = api.post(f"/flow_runs/{run.id}/resume", json={"run_input": answer})
     assert ok.json()["status"] == "ACCEPT"
     result = run.result()
     assert (result.status, result.comment) == ("applied", "via REST")
