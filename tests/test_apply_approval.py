@@ -158,3 +158,29 @@ def test_the_recorded_form_values_keep_the_four_fields() -> None:
         "release_held": [],
         "plan_hash": "",
     }
+
+
+def test_a_refused_answer_is_shown_as_text_in_the_form() -> None:
+    """The errors put above the form escape what the answer carried: a link in hold_users stays text."""
+    from scimflow.preview import refused_note
+
+    check = check_form(_reply(hold_users=["[Approve now](https://evil.example)"]), plan_hash=PLAN, plan_keys=KEYS)
+    note = refused_note(check.errors, attempt=1, attempts=4)
+    assert "nothing was applied" in note and "attempt 1 of 4" in note
+    assert "](https" not in note and "\\[Approve now\\]" in note
+
+
+def test_artifact_keys_are_per_run_with_the_tenant_key_as_latest_pointer() -> None:
+    """Two runs of one tenant get different keys (letters, digits, dashes); the per-tenant keys are the pointers."""
+    import re
+
+    from scimflow.preview import artifact_keys, latest_pointer
+
+    a = artifact_keys("contoso", "5f0c6c7e-1d2b-4c3a-9e8f-0123456789ab")
+    b = artifact_keys("contoso", "6a1d7d8f-2e3c-4d4b-8f90-123456789abc")
+    assert a["preview"] == "contoso-preview-5f0c6c7e1d2b" and a["report"] == "contoso-report-5f0c6c7e1d2b"
+    assert {a[k] for k in ("preview", "changes", "report", "progress")}.isdisjoint(b.values())
+    assert (a["latest_preview"], a["latest_report"]) == ("contoso-sync-preview", "contoso-sync-report")
+    assert all(re.fullmatch(r"[a-z0-9-]+", k) for k in [*a.values(), *artifact_keys("contoso", None).values()])
+    assert artifact_keys("contoso", None)["preview"] != artifact_keys("contoso", None)["preview"]
+    assert "contoso-preview-5f0c6c7e1d2b" in latest_pointer("preview", a["preview"], plan_hash=PLAN)
