@@ -6,8 +6,8 @@ The slot is held **only while the run writes** (its chunks, both approval rounds
 - two runs whose plans were made before either applied are still safe: the second one's apply re-reads every
   row before writing it (the drift check) and holds as drifted, or counts as already done, what the first
   one changed, so neither overwrites the other;
-- a run whose process was killed holds its slot only until its lease expires (:data:`LEASE_SECONDS`, 60 s:
-  the holder renews it while alive).
+- a run whose process was killed holds its slot until its lease expires (:data:`LEASE_SECONDS`, 60 s: the
+  holder renews it while alive), or until the tenant's next run finds it dead and releases the lease.
 
 A run that finds the slot taken logs that it waits for the other run (and says so in its state message),
 then waits up to :data:`WAIT_SECONDS` (``SCIMFLOW_TENANT_WAIT_SECONDS``); after that it fails with a message
@@ -16,29 +16,45 @@ naming the tenant, nothing applied. The limit is created on first use (one slot,
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
+from typing import Any
+from uuid import UUID
 
+import httpx
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
-from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Running
 
 from scimflow.errors import ScimflowError
 
-__all__ = ["LEASE_SECONDS", "WAIT_SECONDS", "TenantBusyError", "limit_name", "tenant_apply_slot"]
+__all__ = [
+    "LEASE_LABEL",
+    "LEASE_SECONDS",
+    "WAIT_SECONDS",
+    "TenantBusyError",
+    "limit_name",
+    "release_lease",
+    "tenant_apply_slot",
+]
 
 #: How long a run waits for the tenant's slot before giving up (seconds).
 WAIT_SECONDS = float(os.environ.get("SCIMFLOW_TENANT_WAIT_SECONDS", "3600"))
-#: The slot's lease: renewed by the holder while it runs; a killed holder's slot frees after this. The
-#: server's minimum: Prefect has no call to release another holder's lease, so a run that finds the holder
-#: dead (tasks/plan.py) still waits out the rest of it.
+#: The slot's lease: renewed by the holder while it runs; a killed holder's slot frees after this at the
+#: latest (the server's minimum), or at once when the tenant's next run finds the holder dead.
 LEASE_SECONDS = 60.0
+#: The flow run label holding the run's lease id while it holds the slot.
+LEASE_LABEL = "scimflow.tenant-lease"
+#: How often a waiting run asks for the slot again.
+POLL_SECONDS = 1.0
 
 
 class TenantBusyError(ScimflowError):
@@ -68,28 +84,65 @@ def _say_waiting(message: str) -> None:
         client.set_flow_run_state(flow_run.id, Running(message=message))
 
 
+def _try_acquire(client: SyncPrefectClient, name: str, holder: ConcurrencyLeaseHolder | None) -> UUID | None:
+    """The lease of the tenant's slot, or ``None`` while another run holds it (the server answers 423)."""
+    try:
+        response = client.increment_concurrency_slots_with_lease([name], 1, "concurrency", LEASE_SECONDS, holder=holder)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 423:
+            return None
+        raise
+    return UUID(str(response.json()["lease_id"]))
+
+
+def release_lease(lease_id: str) -> None:
+    """Release a tenant slot's lease (a dead run's, found by the next run); one already gone is fine."""
+    with get_client(sync_client=True) as client, suppress(ObjectNotFound, httpx.HTTPStatusError):
+        client.release_concurrency_slots_with_lease(UUID(lease_id))
+
+
+def _renew(lease_id: UUID, stop: threading.Event, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    with get_client(sync_client=True) as client:
+        while not stop.wait(LEASE_SECONDS / 4):
+            try:
+                client.renew_concurrency_lease(lease_id, LEASE_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - keep trying; the lease lasts LEASE_SECONDS
+                logger.warning("could not renew the tenant slot's lease: %s", exc)
+
+
 @contextmanager
 def tenant_apply_slot(tenant_key: str, *, wait_seconds: float | None = None) -> Iterator[None]:
-    """Hold the tenant's one apply slot for the block; wait for it (saying so) when another run holds it."""
+    """Hold the tenant's one apply slot for the block; wait for it (saying so) when another run holds it.
+
+    The lease's id is put on the flow run as the label :data:`LEASE_LABEL`, so that the next run, finding
+    this one's process gone, can release it at once rather than wait for it to expire.
+    """
     name = limit_name(tenant_key)
     wait = WAIT_SECONDS if wait_seconds is None else wait_seconds
     _ensure_limit(name)
     holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
-
-    def slot(timeout: float) -> AbstractContextManager[None]:
-        return concurrency(
-            name, occupy=1, timeout_seconds=timeout, lease_duration=LEASE_SECONDS, holder=holder, strict=True
-        )
-
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(slot(1.0))
-        except TimeoutError:
+    deadline = time.monotonic() + wait
+    with get_client(sync_client=True) as client:
+        lease = _try_acquire(client, name, holder)
+        if lease is None:
             _say_waiting(f"waiting for another run applying to tenant {tenant_key} (up to {wait:.0f} s)")
-            try:
-                stack.enter_context(slot(wait))
-            except TimeoutError:
+            while lease is None and time.monotonic() < deadline:
+                time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+                lease = _try_acquire(client, name, holder)
+            if lease is None:
                 msg = f"tenant {tenant_key}: another run was still applying after {wait:.0f} s; nothing applied"
-                raise TenantBusyError(msg) from None
+                raise TenantBusyError(msg)
             get_run_logger().info("the other run finished; applying to tenant %s", tenant_key)
+        if flow_run.id is not None:
+            client.update_flow_run_labels(UUID(str(flow_run.id)), {LEASE_LABEL: str(lease)})
+    stop = threading.Event()
+    renewer = threading.Thread(
+        target=_renew, args=(lease, stop, get_run_logger()), name="tenant-slot-lease", daemon=True
+    )
+    renewer.start()
+    try:
         yield
+    finally:
+        stop.set()
+        renewer.join(10)
+        release_lease(str(lease))

@@ -14,6 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
+from flows.tenant_slot import LEASE_LABEL, release_lease
 from scimflow import pipeline
 from scimflow.config import Config
 from scimflow.state import mark_crashed_runs
@@ -68,7 +69,8 @@ def _alive(row: dict[str, Any]) -> bool:
 
     Not alive: its flow run ended in Prefect (crashed, cancelled: it never finished in the store), or it is
     Running but its process, on this host, is gone (killed). A paused run, a run on another host, or one
-    Prefect does not know is left alone. A dead Running one is marked Crashed in Prefect too.
+    Prefect does not know is left alone. A dead Running one is marked Crashed in Prefect too, and the
+    tenant slot it may hold (flows/tenant_slot.py) is released.
     """
     if not row.get("flow_run_id"):
         return True
@@ -79,11 +81,13 @@ def _alive(row: dict[str, Any]) -> bool:
             return True
         if run.state is None or run.state.is_paused():
             return True
-        if run.state.is_final():
-            return False
-        if run.state.is_running() and _process_gone(run.infrastructure_pid):
-            message = "its process ended without finishing the run (found by the next run)"
-            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+        if run.state.is_final() or (run.state.is_running() and _process_gone(run.infrastructure_pid)):
+            if not run.state.is_final():
+                message = "its process ended without finishing the run (found by the next run)"
+                client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            lease = (run.labels or {}).get(LEASE_LABEL)
+            if lease:  # the tenant slot it held while applying: free it now, not when its lease expires
+                release_lease(str(lease))
             return False
     return True
 

@@ -209,7 +209,7 @@ def test_runs_left_running_are_marked_crashed_only_when_not_alive(tmp_path: Path
 @pytest.mark.usefixtures("prefect_server")
 def test_a_killed_run_is_marked_crashed_by_the_next_run(worked_example):
     """SIGKILL of a running `python -m flows.run` mid-apply: the next run marks it crashed in the runs table
-    and in Prefect, and applies the rest."""
+    and in Prefect, frees its tenant slot without waiting, and applies the rest."""
     import os
     import signal
 
@@ -235,6 +235,8 @@ def test_a_killed_run_is_marked_crashed_by_the_next_run(worked_example):
     worked_example.so_settings(latency=0.0)
     _, result = run_flow_state(params(worked_example, cli_approved=True))
     assert result.exit_code == 0
+    waited = [log.message for log in _logs(result.flow_run_id) if "waiting for another run" in log.message]
+    assert not waited, "the killed run's tenant slot was released at once"
     with open_store(load_config(worked_example.config)) as store:
         assert (store.run(killed["id"]) or {})["status"] == "crashed"
     crashed = _server_state(killed["flow_run_id"])
