@@ -30,14 +30,18 @@ from flows.tenant_slot import tenant_apply_slot
 from scimflow.apply import (
     HELD_WHY,
     LOOKAHEAD,
+    MAX_REFUSALS,
     Approval,
+    ChangeClass,
     Conclusion,
+    FormReply,
     PlanRow,
     RowResult,
     SyncResult,
     SyncStatus,
     approver_label,
     automatic_approval,
+    check_form,
     chunk_rows,
     held_by,
     held_classes_for,
@@ -47,7 +51,6 @@ from scimflow.apply import (
     split_held,
     status_of,
 )
-from scimflow.apply._approval import MAX_REFUSALS, ChangeClass, FormReply, check_form
 from scimflow.config import Config, load_config
 from scimflow.pipeline import PlanOutcome, new_plan_dir
 from scimflow.preview import refused_note
@@ -75,7 +78,7 @@ _T = TypeVar("_T")
 class ApplyApproval(RunInput):
     """The approval form (the Prefect UI renders it from this schema; the server validates a resume by it).
 
-    The answer is checked by :func:`scimflow.apply._approval.check_form` before anything is applied: it must
+    The answer is checked by :func:`scimflow.apply.check_form` before anything is applied: it must
     carry this run's ``plan_hash`` (pre-filled) and an ``approver``; ``hold_actions`` / ``release_held`` are
     change classes (choices: any other value is refused by Prefect's server, the run stays paused);
     ``hold_users`` must be user keys of the plan. A refused answer applies nothing and the form is asked again

@@ -8,14 +8,16 @@ import pytest
 
 from scimflow.apply import (
     Approval,
+    ChangeClass,
+    FormReply,
     PlanRow,
     approver_label,
     automatic_approval,
+    check_form,
     held_by,
     held_classes_for,
     second_round,
 )
-from scimflow.apply._approval import ChangeClass, FormReply, check_form
 from scimflow.vocab import CHANGE_ACTIONS
 
 PLAN = "ab" * 32

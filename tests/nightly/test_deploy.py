@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from scimflow.commands.sync_cmd import prefect_env
+from tests.flows.approvalkit import approve_input_via
 from tests.flows.flowkit import wait_for
 
 from .nightkit import WIDE, active
@@ -133,7 +134,7 @@ def test_deploy_all_then_a_worker_runs_the_on_demand_deployment(tmp_path, prefec
             assert t.so_stats()["writes"] == 0, "nothing is applied before approval"
             resumed = api.post(
                 f"/flow_runs/{run['id']}/resume",
-                json={"run_input": {"approve": True, "comment": "deployed run", "hold_actions": [], "hold_users": []}},
+                json={"run_input": approve_input_via(api, run["id"], comment="deployed run")},
             ).json()
             assert resumed["status"] == "ACCEPT", resumed
             out, _ = worker.communicate(timeout=120)

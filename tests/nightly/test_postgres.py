@@ -18,6 +18,7 @@ import pytest
 from scimflow.apply import SyncResult
 from scimflow.commands.sync_cmd import LocalPrefectServer, prefect_env
 from scimflow.state import StateStore
+from tests.flows.approvalkit import approve_input_via
 from tests.flows.flowkit import wait_for
 from tests.pg import PostgresServer
 
@@ -80,7 +81,7 @@ def test_sync_on_a_postgres_prefect_server_with_a_postgres_state_store(
             assert run_id is not None, "the run never paused"
             answer = api.post(
                 f"/flow_runs/{run_id}/resume",
-                json={"run_input": {"approve": True, "comment": "on PostgreSQL", "hold_actions": [], "hold_users": []}},
+                json={"run_input": approve_input_via(api, run_id, comment="on PostgreSQL")},
             ).json()
             assert answer["status"] == "ACCEPT", answer
             out, _ = proc.communicate(timeout=180)

@@ -25,7 +25,14 @@ def shared_prefect(prefect_server: Any) -> str:
     return str(prefect_server.api_url)
 
 
-_MODULES = ("test_bad_input.py", "test_crash.py", "test_faults.py", "test_security.py")
+_MODULES = (
+    "test_bad_input.py",
+    "test_crash.py",
+    "test_faults.py",
+    "test_security.py",
+    "test_hostile_rules.py",
+    "test_forged_approval.py",
+)
 
 
 def _whole_suite(session: pytest.Session) -> bool:
