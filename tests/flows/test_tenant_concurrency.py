@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from typing import Any
+from uuid import UUID
 
 import pytest
 from flowkit import params, run_flow_state
@@ -36,7 +37,10 @@ def _logs(flow_run_id: Any) -> str:
 
 
 def test_two_runs_for_one_tenant_never_apply_at_once(worked_example):
-    """Started together, the second run waits for the first one's apply (saying so), then finds it done."""
+    """Started together, the second run waits for the first one's apply (saying so in its log and state
+    message), then finds it done."""
+    from prefect.client.orchestration import get_client
+
     from scimflow.config import load_config
 
     tenant = load_config(worked_example.config).tenant_key
@@ -66,6 +70,9 @@ def test_two_runs_for_one_tenant_never_apply_at_once(worked_example):
     ]
     assert len(waited) == 1, "exactly one run waited for the other"
     assert waited[0].report.applied == 0 and waited[0].report.already_done == 4
+    with get_client(sync_client=True) as client:
+        messages = [st.message or "" for st in client.read_flow_run_states(UUID(waited[0].flow_run_id))]
+    assert any(m.startswith("waiting for another run applying to tenant") for m in messages), messages
     users = worked_example.users_by_name()
     assert all(len(users[k]) == 1 for k in ("ola.hansen@contoso.com", "per.berg@contoso.com")), (
         "a user was created twice"
