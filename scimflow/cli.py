@@ -34,14 +34,14 @@ class ScimflowGroup(TyperGroup):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except UsageError as exc:
-            exc.exit_code = 1  # type: ignore[misc]
+            exc.exit_code = 1
             raise
 
     def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except UsageError as exc:
-            exc.exit_code = 1  # type: ignore[misc]
+            exc.exit_code = 1
             raise
         except ScimflowError as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -271,7 +271,7 @@ def _sync_option(f: SyncFlag) -> inspect.Parameter:
         annotation = Annotated[bool, typer.Option(*names, help=f.text)]
         default = False  # the flag's presence; a negated flag turns the field off
     elif f.choices:
-        annotation = Annotated[Literal[f.choices], typer.Option(*names, help=f.text)]  # type: ignore[valid-type]
+        annotation = Annotated[Literal[f.choices], typer.Option(*names, help=f.text)]
     elif f.is_path:
         annotation = Annotated[Path | None if default is None else Path, typer.Option(*names, help=f.text)]
         default = None if default is None else Path(str(default))
