@@ -150,7 +150,7 @@ def _post_user(api: WebApi, carrier: dict[str, Any], fields: dict[str, Any], nam
                 raise PayloadError(
                     "create: the created user has no AssociateId", method="POST", url=response.request.url
                 )
-            log.info("created SuperOffice user %d", created)
+            log.debug("created SuperOffice user %d", created)
             return created
         err = api.json(response)
         if str(err.get("ErrorType")) != "DuplicateName":

@@ -116,7 +116,7 @@ def fast_update(
         except ConflictError:
             update_read_first(api, maps, associate_id, person_changes, empty_as)
             return True
-    log.info("updated SuperOffice user %d (%s)", associate_id, ", ".join(sorted(changes)))
+    log.debug("updated SuperOffice user %d (%s)", associate_id, ", ".join(sorted(changes)))
     return True
 
 
@@ -177,16 +177,16 @@ def update_read_first(
         api.patch(f"api/v1/Person/{person_id}", persons)
     if active is not None and active.get("to") is False and now["active"] is True:
         retire(api, associate_id)
-    log.info("updated SuperOffice user %d (%s)", associate_id, ", ".join(sorted(changes)))
+    log.debug("updated SuperOffice user %d (%s)", associate_id, ", ".join(sorted(changes)))
 
 
 def retire(api: WebApi, associate_id: int) -> None:
     """Retire: MakeRetired removes the licences, marks the user ``Deleted`` and the person retired."""
     api.send("POST", "api/v1/Agents/User/MakeRetired", json={"AssociateId": int(associate_id), "Retired": True})
-    log.info("retired SuperOffice user %d", associate_id)
+    log.debug("retired SuperOffice user %d", associate_id)
 
 
 def reactivate(api: WebApi, associate_id: int) -> None:
     """Un-retire (``Retired: false``); licences are not restored here: the plan's update re-applies them."""
     api.send("POST", "api/v1/Agents/User/MakeRetired", json={"AssociateId": int(associate_id), "Retired": False})
-    log.info("reactivated SuperOffice user %d", associate_id)
+    log.debug("reactivated SuperOffice user %d", associate_id)
