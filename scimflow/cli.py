@@ -238,6 +238,10 @@ def apply(
         int | None,
         typer.Option("--limit", min=0, help="Users shown per action in the prompt's diff (default 50; 0: all)."),
     ] = None,
+    direct: Annotated[
+        bool,
+        typer.Option("--direct", help="Apply in this process even when PREFECT_API_URL is set (no flow run)."),
+    ] = False,
 ) -> None:
     """Apply a saved plan whose hash you confirm. Exit 0 all applied, 3 some not applied, 1 error or not approved.
 
@@ -245,7 +249,8 @@ def apply(
     every row is journalled and read back, the plan's matched pairs are linked; classes over their
     guardrail budget are held, and a plan whose source was judged unhealthy is refused. A plan.jsonl that
     no longer has its hash is refused with nothing applied. The approval is journalled as cli:<your OS user>.
-    It runs in this process, directly (no Prefect flow run), whether or not Prefect is configured.
+    With PREFECT_API_URL set (and a server answering there) it runs as a Prefect flow run (apply-saved-plan,
+    named <tenant>-apply-<time>, the hash confirmed here first); otherwise, or with --direct, in this process.
     """
     from scimflow.commands.apply_cmd import run_apply
 
@@ -258,6 +263,7 @@ def apply(
             hold_users=hold_users or [],
             comment=comment,
             limit=limit,
+            direct=direct,
         )
     )
 

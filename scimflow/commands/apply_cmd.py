@@ -1,4 +1,4 @@
-"""``scimflow apply PLAN_DIR``: apply a saved plan whose hash the operator confirms, without Prefect.
+"""``scimflow apply PLAN_DIR``: apply a saved plan whose hash the operator confirms.
 
 The plan is the folder ``scimflow plan`` (or a sync run) wrote: ``plan.jsonl``, ``summary.json`` and
 ``links.jsonl`` (the matched pairs to link). Before anything is written:
@@ -9,7 +9,10 @@ The plan is the folder ``scimflow plan`` (or a sync run) wrote: ``plan.jsonl``, 
   terminal the operator types the first 12 characters after seeing the diff; without either, nothing;
 - a plan whose source was judged unhealthy is refused, as a sync run refuses it.
 
-Then one run is recorded (mode ``apply``), the approval journalled as ``cli:<OS user>`` with the holds, and
+Then, when a Prefect server is there (``PREFECT_API_URL`` set and answering: :func:`prefect_answers`) and
+``--direct`` is not given, the ``apply-saved-plan`` flow (``flows/apply_plan.py``) runs in a child process
+with the confirmed hash (:func:`flow_apply_argv`), the same stages as chunk tasks; this module never imports
+Prefect. Otherwise, directly: one run is recorded (mode ``apply``), the approval journalled as ``cli:<OS user>`` with the holds, and
 :func:`scimflow.apply.apply_plan` applies it (drift re-read per row, journal, read-back, links); action
 classes over their guardrail budget are held, as with ``scimflow sync --approve``.
 
@@ -28,7 +31,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from rich.console import Console
@@ -36,14 +39,21 @@ from rich.markup import escape
 
 from scimflow.errors import ScimflowError
 
+if TYPE_CHECKING:
+    from scimflow.apply import Approval
+
 __all__ = [
     "LINKS_FILE",
     "MIN_PREFIX",
     "ApprovalError",
     "SavedPlan",
     "check_approval",
+    "cli_approval",
     "cli_approver",
+    "flow_apply_argv",
     "load_saved_plan",
+    "prefect_answers",
+    "print_report",
     "read_links",
     "run_apply",
 ]
@@ -210,7 +220,74 @@ def _prompted(saved: SavedPlan, out: Console, err: Console, limit: int | None) -
     return answer.strip().lower() == saved.plan_hash[:MIN_PREFIX]
 
 
-def _print_report(report: Any, out: Console) -> None:
+def cli_approval(hold_actions: list[str], hold_users: list[str], comment: str) -> Approval:
+    """The :class:`~scimflow.apply.Approval` a command-line approval records (holds lower-cased)."""
+    from scimflow.apply import Approval
+
+    return Approval(
+        approve=True,
+        by="cli",
+        comment=comment or "approved on the command line (scimflow apply)",
+        hold_actions=tuple(a.strip().lower() for a in hold_actions),
+        hold_users=tuple(u.strip().lower() for u in hold_users),
+    )
+
+
+def flow_apply_argv(
+    config: Path, saved: SavedPlan, approver: str, comment: str, hold_actions: list[str], hold_users: list[str]
+) -> list[str]:
+    """The ``python -m flows.apply_plan`` command line applying ``saved`` (its hash already confirmed)."""
+    cmd = [
+        sys.executable, "-m", "flows.apply_plan", "--config", str(Path(config).resolve()),
+        "--plan-dir", str(saved.folder), "--plan-hash", saved.plan_hash, "--approver", approver,
+        "--comment", comment,
+    ]  # fmt: skip
+    for action in hold_actions:
+        cmd += ["--hold-actions", action]
+    for user in hold_users:
+        cmd += ["--hold-users", user]
+    return cmd
+
+
+def prefect_answers(url: str, timeout: float = 3.0) -> bool:
+    """True when something answers HTTP at ``url``/health (any status: an auth error still means a server)."""
+    import urllib.error
+    import urllib.request
+
+    if not url.startswith(("http://", "https://")):
+        return False
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout):  # noqa: S310 - http(s) only
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _run_flow(
+    config: Path, saved: SavedPlan, hold_actions: list[str], hold_users: list[str], comment: str, err: Console
+) -> int:
+    """Run the ``apply-saved-plan`` flow against ``PREFECT_API_URL`` in a child process; its exit code."""
+    import subprocess
+
+    from scimflow.commands.sync_cmd import prefect_env
+
+    approver = cli_approver()
+    err.print(
+        f"applying plan {saved.plan_hash[:12]}… approved by {escape(approver)} as a Prefect flow run "
+        f"(apply-saved-plan at {escape(os.environ.get('PREFECT_API_URL', ''))})"
+    )
+    cmd = flow_apply_argv(config, saved, approver, comment, hold_actions, hold_users)
+    try:
+        return subprocess.call(cmd, env=prefect_env(None, os.environ.get("PREFECT_API_URL")), umask=0o077)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+def print_report(report: Any, out: Console) -> None:
+    """Print an :class:`~scimflow.apply.ApplyReport`: the counts, then each row not applied or not verified."""
     from scimflow.diff import safe_text
 
     out.print(
@@ -232,8 +309,12 @@ def run_apply(
     hold_users: list[str],
     comment: str = "",
     limit: int | None = None,
+    direct: bool = False,
 ) -> int:
-    """Check, approve and apply the plan in ``plan_dir``; 0 all applied, 3 some not applied, 1 error."""
+    """Check, approve and apply the plan in ``plan_dir``; 0 all applied, 3 some not applied, 1 error.
+
+    As a flow run (``apply-saved-plan``) when ``PREFECT_API_URL`` is set, unless ``direct``.
+    """
     from scimflow import pipeline
     from scimflow.config import load_config
 
@@ -264,6 +345,11 @@ def run_apply(
     except _ERRORS as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1
+    url = "" if direct else os.environ.get("PREFECT_API_URL", "")
+    if url and prefect_answers(url):
+        return _run_flow(config, saved, hold_actions, hold_users, comment, err)
+    if url:
+        err.print(f"PREFECT_API_URL ({escape(url)}) does not answer: applying directly, without a flow run")
     return _apply(cfg, pipeline, saved, links, hold_actions, hold_users, comment, out, err)
 
 
@@ -279,15 +365,9 @@ def _apply(
     err: Console,
 ) -> int:
     """Record the run and the approval, apply through :func:`~scimflow.apply.apply_plan`, finish the run."""
-    from scimflow.apply import Approval, SyncResult, apply_plan, held_classes_for, status_of
+    from scimflow.apply import SyncResult, apply_plan, held_classes_for, status_of
 
-    approval = Approval(
-        approve=True,
-        by="cli",
-        comment=comment or "approved on the command line (scimflow apply)",
-        hold_actions=tuple(a.strip().lower() for a in hold_actions),
-        hold_users=tuple(u.strip().lower() for u in hold_users),
-    )
+    approval = cli_approval(hold_actions, hold_users, comment)
     holds = held_classes_for(approval, saved.over_budget)  # over budget: held, as `sync --approve` holds them
     approver = cli_approver()
     counts = {k: v for k, v in saved.summary.items() if isinstance(v, int)}
@@ -325,7 +405,7 @@ def _apply(
         summary = {**counts, "status": status, "plan_hash": saved.plan_hash}
         summary.update(report.model_dump(exclude={"rows", "plan_hash"}))
         store.finish_run(run_id, result.run_status, summary)
-    _print_report(report, out)
+    print_report(report, out)
     if holds & {r.action for r in report.rows if r.outcome == "held"} & set(saved.over_budget):
         err.print(f"held over their guardrail budget: {', '.join(sorted(set(saved.over_budget) & holds))}")
     return result.exit_code

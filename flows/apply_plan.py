@@ -1,0 +1,225 @@
+"""The ``apply-saved-plan`` flow: apply a plan folder whose hash the operator already confirmed.
+
+``scimflow apply PLAN_DIR`` starts it (``python -m flows.apply_plan ...`` in a child process) when a Prefect
+server is there (``PREFECT_API_URL``); the approval is checked by the CLI before (the flow receives the
+confirmed hash and refuses a plan.jsonl whose hash differs: :class:`~scimflow.apply.PlanChangedError`).
+Only wiring lives here: the stages are the tasks of ``tasks/apply.py``, one task run per stage or per chunk
+of changes, as in ``flows/sync.py``; the run is named ``<tenant>-apply-<UTC time>`` and tagged ``tenant:<key>``.
+The process exits with the ``scimflow sync`` contract's code: 0 all applied, 3 some not applied, 1 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar, cast
+
+import polars as pl
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
+from rich.console import Console
+
+from flows.labels import name_for, tag_run
+from flows.logs import with_core_logs
+from flows.states import final_state, result_of
+from flows.sync import TASK_RUNNER
+from flows.tenant_slot import tenant_apply_slot
+from scimflow import pipeline
+from scimflow.apply import (
+    HELD_WHY,
+    PlanChangedError,
+    PlanRow,
+    RowResult,
+    SyncResult,
+    chunk_rows,
+    held_by,
+    held_classes_for,
+    split_held,
+    status_of,
+)
+from scimflow.commands.apply_cmd import cli_approval, load_saved_plan, print_report, read_links
+from scimflow.config import Config, load_config
+from scimflow.errors import ScimflowError
+from tasks.apply import (
+    apply_changes,
+    finish_changes,
+    finish_sync_run,
+    hold_changes,
+    load_approved_plan,
+    record_approval_form,
+    release_apply_session,
+)
+from tasks.preview import ArtifactKeys, publish_report
+
+__all__ = ["FLOW_NAME", "apply_saved_plan", "main", "run_name"]
+
+#: The flow's name in Prefect.
+FLOW_NAME = "apply-saved-plan"
+_T = TypeVar("_T")
+
+
+def _plain(value: _T) -> _T:
+    """``value`` as a task parameter Prefect does not walk looking for futures (see ``flows/sync.py``)."""
+    return cast(_T, quote(value))
+
+
+def run_name() -> str:
+    """``<tenant>-apply-<UTC date and time>`` (the config's file name when it does not load)."""
+    config = str(flow_run.parameters.get("config") or "scimflow.yaml")
+    try:
+        tenant = load_config(config).tenant_key
+    except ScimflowError:
+        tenant = Path(config).stem
+    return name_for(tenant, "apply", flow_run.scheduled_start_time or datetime.now(UTC))
+
+
+@task(name="start-apply-run", cache_policy=NO_CACHE)
+def start_apply_run(config: Config, plan_hash: str) -> str:
+    """Record the run in the state store (mode ``apply``); its id."""
+    with pipeline.open_store(config) as store:
+        return store.start_run("apply", plan_hash=plan_hash)
+
+
+def _apply_chunks(config: Config, plan_hash: str, rows: list[PlanRow], run_id: str) -> list[RowResult]:
+    """One task run per chunk, all submitted at once, sharing one apply session (as ``flows/sync.py``)."""
+    chunks = chunk_rows(rows)
+    if not chunks:
+        return []
+    results: list[RowResult] = []
+    futures: list[PrefectFuture[list[RowResult]]] = []
+    with tenant_apply_slot(config.tenant_key):
+        try:
+            for i, chunk in enumerate(chunks, start=1):
+                futures.append(
+                    apply_changes.submit(config, plan_hash, _plain(chunk), index=i, total=len(chunks), run_id=run_id)
+                )
+            for future in futures:
+                results += future.result()
+        finally:
+            for future in futures:
+                future.wait()
+            release_apply_session(plan_hash, run_id)
+    return results
+
+
+@flow(name=FLOW_NAME, flow_run_name=run_name, log_prints=False, task_runner=TASK_RUNNER)
+@with_core_logs
+def apply_saved_plan(
+    config: str,
+    plan_dir: str,
+    plan_hash: str,
+    approver: str,
+    comment: str = "",
+    hold_actions: list[str] | None = None,
+    hold_users: list[str] | None = None,
+) -> State[SyncResult]:
+    """Apply the plan in ``plan_dir`` whose hash ``plan_hash`` was confirmed by ``approver``."""
+    cfg = load_config(config)
+    tag_run(cfg)
+    keys = ArtifactKeys.for_run(cfg.tenant_key, flow_run.id)
+    saved = load_saved_plan(Path(plan_dir))  # PlanChangedError if plan.jsonl no longer has summary.json's hash
+    if saved.plan_hash != plan_hash:
+        msg = f"{saved.folder}: its plan hash is {saved.plan_hash[:12]}…, not the approved {plan_hash[:12]}…"
+        raise PlanChangedError(msg)
+    links = read_links(saved.folder, plan_hash)
+    approval = cli_approval(hold_actions or [], hold_users or [], comment)
+    holds = held_classes_for(approval, saved.over_budget)  # over budget: held, as the direct path holds them
+    counts = {k: v for k, v in saved.summary.items() if isinstance(v, int)}
+    run_id = start_apply_run(cfg, plan_hash)
+    record_approval_form(cfg, run_id, plan_hash, approver, approval.form_values())
+    try:
+        rows = load_approved_plan(saved.folder, plan_hash)
+        go, held = split_held(rows, holds, approval.hold_users)
+        results = _apply_chunks(cfg, plan_hash, go, run_id)
+        if held:
+            results += hold_changes(cfg, plan_hash, _plain(held), HELD_WHY, run_id)
+        pairs = links if links is not None else pl.DataFrame(schema={"entra_id": pl.String, "associate_id": pl.String})
+        report = finish_changes(cfg, plan_hash, _plain(rows), _plain(results), pairs, None)
+    except BaseException as exc:
+        finish_sync_run(cfg, run_id, "failed", {**counts, "status": "failed", "error": type(exc).__name__}, None)
+        raise
+    result = SyncResult(
+        status=status_of(report),
+        plan_hash=plan_hash,
+        plan_dir=str(saved.folder),
+        counts=counts,
+        guardrails=saved.summary.get("guardrails", {}),
+        report=report,
+        approver=approver,
+        comment=approval.comment,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        artifacts=keys.model_dump(),
+    )
+    publish_report(
+        report,
+        keys,
+        status=result.status,
+        plan_hash=plan_hash,
+        plan_dir=saved.folder,
+        approver=approver,
+        comment=approval.comment,
+        held_by=held_by(held),
+    )
+    summary: dict[str, Any] = {**counts, "status": result.status, "plan_hash": plan_hash}
+    summary.update(report.model_dump(exclude={"rows", "plan_hash"}))
+    finish_sync_run(cfg, run_id, result.run_status, summary, None)
+    return final_state(result)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error exits 1, as every scimflow verb does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m flows.apply_plan", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--plan-dir", required=True)
+    p.add_argument("--plan-hash", required=True, help="the confirmed plan hash (all 64 hex characters)")
+    p.add_argument("--approver", required=True)
+    p.add_argument("--comment", default="")
+    p.add_argument("--hold-actions", action="append", default=[])
+    p.add_argument("--hold-users", action="append", default=[])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the flow once; print its report; return the exit code (0 / 3 / 1)."""
+    args = _parser().parse_args(argv)
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        state = apply_saved_plan(
+            args.config,
+            args.plan_dir,
+            args.plan_hash,
+            args.approver,
+            args.comment,
+            args.hold_actions,
+            args.hold_users,
+            return_state=True,
+        )
+        result = result_of(state)
+    except ScimflowError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the process boundary: report any failure as exit 1
+        err.print(f"[red]apply failed:[/red] {type(exc).__name__}: {exc}")
+        return 1
+    if result.report is not None:
+        print_report(result.report, out)
+    err.print(f"flow run {result.flow_run_id} ({FLOW_NAME}): {result.status}")
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
