@@ -269,7 +269,10 @@ def test_config_is_written_only_once_both_accept(tmp_path: Path, graph_fixture: 
     def watch() -> None:
         deadline = time.monotonic() + 30
         while True:
-            text = cfg_path.read_text() if cfg_path.exists() else stale
+            try:  # the host removes the stale file before writing the new one: it may be missing for a moment
+                text = cfg_path.read_text()
+            except FileNotFoundError:
+                text = stale
             if text != stale:
                 break
             assert time.monotonic() < deadline
