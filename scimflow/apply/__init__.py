@@ -3,7 +3,7 @@
 One job per module: :mod:`._rows` (plan rows, reading the approved plan back, holds), :mod:`._writer` (the
 writer protocol, the engine's only view of a target), :mod:`._engine` (a chunk: journal, drift re-read,
 writes, read-back; :func:`finish_apply`), :mod:`._pool` (chunks, their turns, the shared writer threads),
-:mod:`._factory` (the writer the config names), :mod:`._run` (:class:`ApplySession`, :func:`apply_plan`), :mod:`._outcome` (the
+:mod:`._run` (:class:`ApplySession`, :func:`apply_plan`), :mod:`._outcome` (the
 report and how a run ended) and :mod:`._approval` (the sync run's approval decisions). Start at
 :func:`apply_plan`.
 """
@@ -26,7 +26,6 @@ from scimflow.apply._approval import (
     second_round,
 )
 from scimflow.apply._engine import apply_chunk, finish_apply, hold_rows, verify
-from scimflow.apply._factory import new_writer
 from scimflow.apply._outcome import (
     PARTIAL_STATE_NAMES,
     ApplyReport,
@@ -49,6 +48,7 @@ from scimflow.apply._rows import (
 )
 from scimflow.apply._run import HELD_WHY, ApplySession, apply_plan, apply_rows, entra_baseline
 from scimflow.apply._writer import RowKey, Writer
+from scimflow.writers import new_writer
 
 __all__ = [
     "HELD_WHY",

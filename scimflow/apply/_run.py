@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scimflow.apply._engine import apply_chunk, finish_apply, hold_rows
-from scimflow.apply._factory import new_writer
 from scimflow.apply._outcome import ApplyReport
 from scimflow.apply._pool import LOOKAHEAD, ChunkTurns, WritePool, chunk_rows, frozen_heap
 from scimflow.apply._rows import PlanRow, RowResult, read_plan, split_held
 from scimflow.apply._writer import Writer
+from scimflow.writers import new_writer
 
 if TYPE_CHECKING:
     import polars as pl

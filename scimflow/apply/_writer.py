@@ -2,8 +2,8 @@
 
 The engine (:mod:`scimflow.apply._engine`) depends on this protocol alone; a target's knowledge (its order
 of writes, reference lists, short names, field comparison, request shapes) lives in its writer:
-:class:`scimflow.connectors.superoffice.SuperOfficeWriter` for the SuperOffice Web API, the SCIM writer for
-``target: scim``. :func:`scimflow.apply.new_writer` builds the one the config names.
+``SuperOfficeWriter`` (the Web API connector) for the SuperOffice Web API, the SCIM writer for
+``target: scim``. :func:`scimflow.writers.new_writer` builds the one the config names.
 
 How the engine drives a writer, per chunk of plan rows (chunks overlap: several chunks' calls may run at
 once on different threads, so every method must be thread-safe):

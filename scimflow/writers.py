@@ -1,6 +1,6 @@
 """The one place that turns a config into a :class:`~scimflow.apply.Writer` (``target:`` names which).
 
-The connectors are imported inside :func:`new_writer` only: no other module of the apply package imports a
+The connectors are imported inside :func:`new_writer` only: no module of the apply package imports a
 target's package (tests/test_apply_boundaries.py checks it), so the engine stays target-agnostic.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from scimflow.apply._writer import Writer
+    from scimflow.apply import Writer
     from scimflow.config import Config
 
 __all__ = ["new_writer"]
