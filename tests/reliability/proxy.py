@@ -5,6 +5,7 @@ on); the proxy forwards each request upstream over a fresh TLS connection (``Con
 the whole answer, and then, when a :class:`Fault` matches, misbehaves at the socket level:
 
 - ``status``: answer a canned error (``503``, or ``429`` with ``Retry-After``) instead of forwarding;
+  with ``body``, that JSON error body instead of the canned one (e.g. Graph's ``syncStateNotFound``);
 - ``drop``: forward, then send half of the answer and reset the connection (RST, no clean close);
 - ``reset``: read the request and reset the connection before any byte of the answer;
 - ``truncate``: cut the body in half and send it with a matching ``Content-Length`` (a well-framed
@@ -188,7 +189,8 @@ class FaultProxy:
             extra = [f"retry-after: {fault.retry_after}"] if fault.retry_after is not None else []
             resp = _Response(
                 [f"HTTP/1.1 {fault.status} Injected", "content-type: application/json", *extra],
-                json.dumps(
+                fault.body
+                or json.dumps(
                     {
                         "error": {"code": "injected", "message": "fault injected by the test proxy"},
                         "Error": "fault injected by the test proxy",
