@@ -268,6 +268,37 @@ def apply(
     )
 
 
+@app.command()
+def undo(
+    ref: Annotated[
+        str,
+        typer.Argument(metavar="RUN_OR_PLAN_HASH", help="A run id or plan hash (or its first 8+ characters)."),
+    ],
+    config: ConfigOpt = Path("scimflow.yaml"),
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the inverse plan (default: under out_dir).")
+    ] = None,
+    plans: Annotated[
+        list[Path] | None,
+        typer.Option("--plans", help="A folder holding the plan files of the run to undo; repeat for more."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=0, help="Users shown per action on a terminal (default 50; 0: all).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the inverse plan's rows as one JSON array.")] = False,
+) -> None:
+    """Write the inverse plan of an applied run from the journal. Exit 0 nothing to undo, 2 rows, 1 error.
+
+    Each change the journal records as applied is reversed (updates swapped, creates retired, retirements
+    reactivated, reactivations retired), after a check against the target as it is now: a user changed
+    since the run is held (a conflict row), never overwritten. Nothing is written to the target: apply the
+    inverse plan with `scimflow apply DIR` (the hash confirmed) or `--approve HASH`.
+    """
+    from scimflow.commands.undo_cmd import run_undo
+
+    _exit(run_undo(ref, config=config, out=out, plans=plans or [], limit=limit, as_json=as_json))
+
+
 def _sync_option(f: SyncFlag) -> inspect.Parameter:
     """The typer option of one sync option (scimflow.sync_options.SYNC_FLAGS, which SyncParams follows)."""
     names = [f.flag, *([f.short] if f.short else [])]
