@@ -14,6 +14,7 @@ in any process.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
@@ -286,6 +287,8 @@ def plan(
     *,
     last_source_users: int | None,
     user: str | None = None,
+    pending: pl.DataFrame | None = None,
+    now: dt.datetime | None = None,
 ) -> PlanOutcome:
     """Build the plan, judge it against the guardrails and write the plan files into ``out``.
 
@@ -304,6 +307,8 @@ def plan(
             links,
             validated.quarantine,
             prefix=config.require_scim().group_prefix,
+            pending=pending,
+            now=now,
         )
         present = so.users.get_column("partner_id")
     else:
@@ -314,6 +319,8 @@ def plan(
             rules,
             links,
             quarantine=validated.quarantine,
+            pending=pending,  # a grace period's pending retirements (plan/_grace.py)
+            now=now,
         )
         present = so.users.get_column("associate_id")
     p = _only_user(full, user) if user else full
@@ -344,20 +351,29 @@ def run_plan_stages(
     out: Path,
     full: bool = False,
     user: str | None = None,
+    now: dt.datetime | None = None,
 ) -> tuple[PlanOutcome, EntraExtract, TargetExtract]:
-    """Extract, validate and plan in one call (``scimflow plan``, ``explain`` and the demo's re-plan)."""
+    """Extract, validate and plan in one call (``scimflow plan``, ``explain`` and the demo's re-plan); ``now``
+    is this run's time (the real clock by default)."""
     rule_set = load_rule_set(config, rules)
     with open_store(config) as store:
-        return _run_plan_stages(config, rule_set, store, out=out, full=full, user=user)
+        return _run_plan_stages(config, rule_set, store, out=out, full=full, user=user, now=now)
 
 
 def _run_plan_stages(
-    config: Config, rule_set: RuleSet, store: StateStore, *, out: Path, full: bool, user: str | None
+    config: Config,
+    rule_set: RuleSet,
+    store: StateStore,
+    *,
+    out: Path,
+    full: bool,
+    user: str | None,
+    now: dt.datetime | None = None,
 ) -> tuple[PlanOutcome, EntraExtract, TargetExtract]:
     entra = extract_entra(config, store, full=full)
     so = extract_target(config, store, entra)
     validated = validate_extracts(entra, so)
-    outcome = plan_with_store(config, rule_set, store, entra, so, validated, out, user=user)
+    outcome = plan_with_store(config, rule_set, store, entra, so, validated, out, user=user, now=now)
     return outcome, entra, so
 
 
@@ -371,10 +387,15 @@ def plan_with_store(
     out: Path,
     *,
     user: str | None = None,
+    now: dt.datetime | None = None,
 ) -> PlanOutcome:
     """:func:`plan` with the links (a SCIM target's ids are strings) and the last successful source count
-    read from ``store``."""
-    return plan(
+    read from ``store``. A grace period's pending retirements are
+    read from ``store`` and the plan's recorded in it once its files are written (``now``: this run's time,
+    the real clock by default; :mod:`scimflow.plan._grace`)."""
+    from scimflow.plan._grace import save_grace
+
+    outcome = plan(
         config,
         rules,
         entra,
@@ -384,7 +405,11 @@ def plan_with_store(
         out,
         last_source_users=store.last_successful_source_count(),
         user=user,
+        pending=store.pending_retirements(),
+        now=now or dt.datetime.now(dt.UTC),  # the time of this run: grace periods are counted from it
     )
+    save_grace(store, outcome.plan, outcome.verdict)  # pending retirements, recorded as the plan is saved
+    return outcome
 
 
 def new_plan_dir(config: Config) -> Path:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scimflow.plan._grace import pending_section
 from scimflow.vocab import COUNT_KEYS, GROUP_ACTIONS, GROUP_COUNT_KEYS, ROW_ACTIONS
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ def preview_markdown(
         "",
     ]
     lines += _guardrail_lines(summary)
+    lines += pending_section(summary, plan_dir)  # a grace period's pending retirements (plan/_grace.py)
     lines += ["", "| action | count |", "|---|---:|"]
     lines += [f"| {a} | {int(summary.get(a, 0))} |" for a in COUNT_KEYS]
     lines += [f"| {a} | {int(summary[a])} |" for a in GROUP_COUNT_KEYS if a in summary]  # a SCIM target's

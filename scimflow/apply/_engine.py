@@ -328,7 +328,8 @@ def finish_apply(
     matched_pairs: pl.DataFrame | None = None,
     baseline: Callable[[], None] | None = None,
 ) -> ApplyReport:
-    """Verify what is left, write the links, and (when nothing failed) run ``baseline``; return the report.
+    """Verify what is left, write the links, drop the pending retirements applied, and (when nothing failed)
+    run ``baseline``; return the report.
 
     ``rows`` are the plan's rows (all of them); ``results`` every chunk's and the held rows' results.
     Chunks read back their own writes, so ``writer`` (or a function making one, closed afterwards) is only
@@ -358,6 +359,9 @@ def finish_apply(
     pairs.extend(_new_links(checked, "already_done"))  # applied creates were linked as their chunk journalled them
     if pairs:
         store.upsert_links(pairs)
+    retired = [r.associate_id for r in checked if r.action == "retire" and r.outcome in ("applied", "already_done")]
+    if retired:  # their grace period, if any, is over (scimflow/plan/_grace.py)
+        store.drop_pending([pid for pid in retired if pid is not None])
 
     planned = sum(1 for r in rows if r.action in CHANGE_ACTIONS)
     report = ApplyReport.from_results(plan_hash, checked, planned=planned)

@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from scimflow.files import private_folder, write_private
+from scimflow.plan._grace import PENDING_FILE
 from scimflow.plan._guardrails import GuardrailVerdict
 from scimflow.plan._planner import COUNT_KEYS, Plan
 
@@ -55,7 +56,8 @@ def plan_lines(rows: pl.DataFrame) -> list[str]:
 
 
 def write_plan_files(plan: Plan, verdict: GuardrailVerdict, out: Path) -> str:
-    """Write plan.jsonl, summary.json, plan.parquet and links.jsonl into ``out`` (0600 files); return the plan hash."""
+    """Write plan.jsonl, summary.json, plan.parquet and links.jsonl (and pending.jsonl under a grace period)
+    into ``out`` (0600 files); return the plan hash."""
     private_folder(out)  # refused when a symlink, not ours, or group/world-writable
     lines = plan_lines(plan.rows)
     body = "".join(line + "\n" for line in lines).encode("utf-8")
@@ -73,4 +75,6 @@ def write_plan_files(plan: Plan, verdict: GuardrailVerdict, out: Path) -> str:
     links.write(json.dumps({"plan_hash": plan_hash}).encode() + b"\n")
     plan.matched_pairs.select("entra_id", "associate_id").drop_nulls().write_ndjson(links)
     write_private(out / LINKS_FILE, links.getvalue())
+    if plan.grace is not None:  # a grace period is configured (or was): pending.jsonl (plan/_grace.py)
+        write_private(out / PENDING_FILE, plan.grace.jsonl())
     return plan_hash

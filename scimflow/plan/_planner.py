@@ -15,14 +15,21 @@ All of it is Polars joins and generated expressions over whole frames (see ARCHI
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from scimflow.exprs import join_present
 from scimflow.frames import NO_PLAN_LICENSE, Reference
+from scimflow.plan._grace import with_grace
 from scimflow.plan._json import json_value, object_member
 from scimflow.rules import CompiledRules, RuleError, RuleSet, compile_rules, group_directory
 from scimflow.vocab import COUNT_KEYS, ROW_ACTIONS, changed_expr, norm_expr
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from scimflow.plan._grace import GraceOutcome
 
 __all__ = ["COUNT_KEYS", "ROW_SCHEMA", "Plan", "build_plan"]
 
@@ -54,6 +61,7 @@ class Plan:
     matched_pairs: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema={"entra_id": pl.String, "associate_id": pl.Int64})
     )
+    grace: GraceOutcome | None = None  # deprovisioning's grace period (plan/_grace.py); None: not configured
 
 
 def _ci(expr: pl.Expr) -> pl.Expr:
@@ -77,6 +85,9 @@ def build_plan(
     rules: RuleSet,
     links: pl.DataFrame | None = None,
     quarantine: pl.DataFrame | None = None,
+    *,
+    pending: pl.DataFrame | None = None,
+    now: dt.datetime | None = None,
 ) -> Plan:
     """Plan the sync of ``entra`` (ENTRA_SCHEMA) into ``so`` (SO_SCHEMA).
 
@@ -87,6 +98,8 @@ def build_plan(
         rules: the rule set.
         links: stored pairs (``entra_id``, ``associate_id``).
         quarantine: rows from validation (``id``, ``reason``).
+        pending: stored pending retirements and ``now`` the time of this run (the real clock when
+            ``None``), for a grace period (:func:`scimflow.plan._grace.with_grace`).
 
     Raises:
         RuleError: the rules do not compile against this tenant (e.g. an ambiguous group name).
@@ -181,13 +194,14 @@ def build_plan(
     counts["quarantine"] += rows_o.height
     m_total, m_active = managed_df.row(0)
     counts["unmanaged"] = int(unmanaged_df.item())
-    return Plan(
+    full = Plan(
         rows=rows,
         counts=counts,
         managed_active=int(m_active or 0),
         managed=int(m_total),
         matched_pairs=pairs_df,
     )
+    return with_grace(full, rules, pending, now)
 
 
 def _evaluate(compiled: CompiledRules, entra: pl.DataFrame, ref: Reference, vq: pl.LazyFrame) -> pl.LazyFrame:
@@ -293,9 +307,9 @@ def _field_exprs(compiled: CompiledRules) -> dict[str, tuple[pl.Expr, pl.Expr, p
 
 
 def _deprovision_action(rules: RuleSet, retired: pl.Expr, plan: pl.Expr) -> pl.Expr:
-    if rules.deprovision == "ignore":
+    if rules.deprovision_action == "ignore":
         return pl.lit("unchanged")
-    if rules.deprovision == "remove_plan":
+    if rules.deprovision_action == "remove_plan":
         return pl.when(retired | plan.is_null()).then(pl.lit("unchanged")).otherwise(pl.lit("retire"))
     return pl.when(retired).then(pl.lit("unchanged")).otherwise(pl.lit("retire"))
 
@@ -332,7 +346,7 @@ def _decide(compiled: CompiledRules, rules: RuleSet, matched: pl.LazyFrame) -> p
 
 
 def _retire_members(rules: RuleSet, is_retire: pl.Expr) -> dict[str, pl.Expr]:
-    if rules.deprovision == "remove_plan":
+    if rules.deprovision_action == "remove_plan":
         member = pl.concat_str(
             [pl.lit('"user_plan":{"from":'), json_value(pl.col("so_user_plan")), pl.lit(',"to":null}')]
         )

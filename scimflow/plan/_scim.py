@@ -26,15 +26,19 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from scimflow.computed_groups import membership_delta, rule_values
 from scimflow.frames import COMPANY_SCHEMA, GROUP_SCHEMA, PLAN_SCHEMA, ROLE_SCHEMA, SO_SCHEMA, Reference
+from scimflow.plan._grace import with_grace
 from scimflow.plan._planner import Plan, build_plan
 from scimflow.rules import ELEMENTS, RuleSet
 from scimflow.vocab import GROUP_ACTIONS, GROUP_COUNT_KEYS
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 __all__ = ["GROUP_ACTIONS", "GROUP_COUNT_KEYS", "plan_scim", "scim_reference", "scim_rules", "scim_target_frame"]
 
@@ -46,7 +50,7 @@ def scim_rules(rules: RuleSet) -> RuleSet:
     deprovisioning as deactivation (``remove_plan`` deactivates too: a SCIM user has no plan to remove), and
     ``display_name`` mapped to Entra's ``displayName`` unless the rules map it."""
     update: dict[str, Any] = {"match": ["entra_id", "user_name"]}
-    if rules.deprovision == "remove_plan":
+    if rules.deprovision_action == "remove_plan" or rules.grace is not None:  # grace: plan_scim applies it
         update["deprovision"] = "retire"
     if rules.mapping.display_name is None:  # the contract's displayName: Entra's
         update["mapping"] = rules.mapping.model_copy(update={"display_name": "displayName"})
@@ -221,12 +225,15 @@ def plan_scim(
     quarantine: pl.DataFrame | None = None,
     *,
     prefix: str = "scimflow",
+    pending: pl.DataFrame | None = None,
+    now: dt.datetime | None = None,
 ) -> Plan:
     """Plan the sync of ``entra`` into a SCIM target whose state :func:`read_scim_state` read.
 
     ``links`` are the stored pairs (``entra_id``, ``associate_id`` = SCIM id, strings). The result's rows and
     ``matched_pairs`` carry SCIM ids (String) as ``associate_id``; its rows include the group rows, its
-    counts :data:`GROUP_COUNT_KEYS` besides the nine.
+    counts :data:`GROUP_COUNT_KEYS` besides the nine. ``pending`` and ``now``: a grace period's stored
+    entries (keyed by SCIM id) and the time of this run (:func:`scimflow.plan._grace.with_grace`).
     """
     fixed = scim_rules(rules)
     ref = scim_reference(rules)
@@ -245,10 +252,11 @@ def plan_scim(
         plan.matched_pairs = pl.concat([plan.matched_pairs, extra]).unique().sort("entra_id", "associate_id")
     rows = _with_scim_ids(plan.rows, ids)
     group_rows, group_counts = group_changes(rows, users, groups, prefix)
-    return Plan(
+    full = Plan(
         rows=pl.concat([rows, group_rows]).sort("key", "entra_id", nulls_last=False),
         counts={**plan.counts, **group_counts},
         managed_active=plan.managed_active,
         managed=plan.managed,
         matched_pairs=_with_scim_ids(plan.matched_pairs, ids).select("entra_id", "associate_id"),
     )
+    return with_grace(full, rules, pending, now)  # on SCIM ids; a retired user keeps its groups

@@ -6,15 +6,30 @@ Every model rejects unknown keys. Shorthands are expanded before validation: a b
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from scimflow.frames import ENTRA_SCHEMA
 
 __all__ = [
     "ELEMENTS",
     "MAPPED_FIELDS",
+    "MAX_GRACE",
+    "DeprovisionGrace",
     "DeprovisionMode",
     "Elements",
     "FlagSetting",
@@ -26,10 +41,15 @@ __all__ = [
     "RuleTest",
     "TextSetting",
     "When",
+    "parse_duration",
 ]
 
 MatchKey = Literal["entra_id", "user_name", "email"]
 DeprovisionMode = Literal["retire", "remove_plan", "ignore"]
+#: The longest grace period ``deprovision: {after: ...}`` may give.
+MAX_GRACE = dt.timedelta(days=3650)
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([dh])")
+_DURATION_PATTERN = r"^[1-9][0-9]{0,5}[dh]$"
 Scope = Literal["always", "if_not_set"]
 ListScope = Literal["always", "if_not_set", "add"]
 Name = Annotated[StrictStr, Field(min_length=1, pattern=r"^[^\x00-\x1f]*$")]
@@ -206,13 +226,58 @@ class RuleTest(_Strict):
         return v
 
 
+def parse_duration(text: str) -> dt.timedelta:
+    """``7d`` (days) or ``12h`` (hours) as a timedelta; ValueError (saying what is accepted) otherwise."""
+    m = _DURATION.fullmatch(text) if len(text) <= 8 else None
+    if m is None:
+        msg = f"{text[:20]!r} is not a grace period: give a whole number of days or hours from 1, e.g. 7d, 30d or 12h"
+        raise ValueError(msg)
+    n = int(m.group(1))
+    delta = dt.timedelta(days=n) if m.group(2) == "d" else dt.timedelta(hours=n)
+    if delta > MAX_GRACE:
+        msg = f"{text!r} is longer than the longest grace period ({MAX_GRACE.days}d)"
+        raise ValueError(msg)
+    return delta
+
+
+class DeprovisionGrace(_Strict):
+    """``deprovision: {action: retire | remove_plan, after: 7d}``: deprovision only once a user has been
+    due for it for ``after`` (a grace period; back in scope before then, nothing happens)."""
+
+    action: Literal["retire", "remove_plan"]
+    after: Annotated[StrictStr, Field(max_length=8, json_schema_extra={"pattern": _DURATION_PATTERN})]
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def delta(self) -> dt.timedelta:
+        """The grace period."""
+        return parse_duration(self.after)
+
+
+def _deprovision_kind(v: Any) -> str:
+    return "grace[action, after]" if isinstance(v, dict | DeprovisionGrace) else "mode[str]"
+
+
+#: ``retire`` | ``remove_plan`` | ``ignore``, or the grace form. The tags hold ``[`` so that error locations
+#: (``deprovision.after``) read as the file does (the loader drops union-branch names).
+Deprovision = Annotated[
+    Annotated[DeprovisionMode, Tag("mode[str]")] | Annotated[DeprovisionGrace, Tag("grace[action, after]")],
+    Discriminator(_deprovision_kind),
+]
+
+
 class RuleSet(_Strict):
     """A whole rule file. Build it with :func:`scimflow.rules.load_rules` (keeps file and lines)."""
 
     version: Literal[1]
     match: Annotated[list[MatchKey], Field(min_length=1)] = Field(default_factory=lambda: list(_DEFAULT_MATCH))
     mapping: Mapping = Field(default_factory=lambda: Mapping.model_validate(DEFAULT_MAPPING))
-    deprovision: DeprovisionMode = "retire"
+    deprovision: Deprovision = "retire"
     rules: Annotated[list[Rule], Field(min_length=1)]
     tests: list[RuleTest] = Field(default_factory=list)
 
@@ -232,6 +297,17 @@ class RuleSet(_Strict):
                 out.append((("rules", i, "name"), rule.name, "another rule has this name; names must be unique"))
             seen.add(rule.name)
         return out
+
+    @property
+    def deprovision_action(self) -> DeprovisionMode:
+        """What deprovisioning does (``retire``, ``remove_plan`` or ``ignore``), with or without a grace period."""
+        d = self.deprovision
+        return d if isinstance(d, str) else d.action
+
+    @property
+    def grace(self) -> dt.timedelta | None:
+        """The grace period of ``deprovision: {action, after}``; ``None`` when deprovisioning is immediate."""
+        return None if isinstance(self.deprovision, str) else self.deprovision.delta
 
     @property
     def source(self) -> str | None:

@@ -20,6 +20,7 @@ from scimflow.state._base import HEAD_REVISION, StateError
 from scimflow.state._baseline import Baseline, BaselinePart
 from scimflow.state._journal import JournalPart, JournalStatus
 from scimflow.state._links import LinkImportError, LinksPart
+from scimflow.state._pending import PendingPart
 from scimflow.state._runs import RUN_STATUSES, SUCCESSFUL_RUN_STATUSES, RunsPart, RunStatus
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-class StateStore(LinksPart, RunsPart, JournalPart, ApprovalsPart, BaselinePart):
+class StateStore(LinksPart, RunsPart, JournalPart, ApprovalsPart, BaselinePart, PendingPart):
     """The scimflow state database. Open with a SQLAlchemy URL; it is created and migrated on open.
 
     Example::

@@ -17,6 +17,7 @@ __all__ = [
     "journal",
     "links",
     "metadata",
+    "pending_retirements",
     "runs",
 ]
 
@@ -95,5 +96,18 @@ baseline = sa.Table(
     sa.Column("users_link", sa.Text, nullable=True),
     sa.Column("groups_link", sa.Text, nullable=True),
     sa.Column("user_count", sa.Integer, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# 0003: users whose deprovisioning waits out a grace period (scimflow/state/_pending.py)
+pending_retirements = sa.Table(
+    "pending_retirements",
+    metadata,
+    sa.Column("partner_id", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(512), nullable=False),
+    sa.Column("entra_id", sa.String(255), nullable=True),
+    sa.Column("first_seen", Timestamp, nullable=False),
+    sa.Column("due", Timestamp, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
     sa.Column("updated_at", Timestamp, nullable=False),
 )
