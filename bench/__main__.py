@@ -162,6 +162,13 @@ def evaluate_targets(results: Sequence[Result], elapsed_s: float) -> list[tuple[
     else:
         out.append((label, "-" if x is None else str(x.error), _verdict(None)))
 
+    compared = [x for x in results if x.ok and x.estimate_ratio is not None]
+    label = ("the plan's estimated apply duration (cost.json) within ±25% of the measured one in every apply scenario"
+             " (issue 20)")
+    seen = ", ".join(f"{x.name} {x.estimate_ratio:.2f}{' MISS' if x.estimate_missed else ''}" for x in compared)
+    out.append((label, f"estimate / measured: {seen}" if seen else "-",
+                _verdict(None if not compared else not any(x.estimate_missed for x in compared))))
+
     x = r.get("nightly-nochange-100k")
     if x is not None and x.ok and x.total_s is not None:
         ok = (x.graph_requests or 0) <= 5 and x.total_s < 60

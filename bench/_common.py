@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "COST_TOLERANCE",
     "STAGES",
     "Result",
     "Timer",
+    "check_cost",
     "entra_documented",
     "peak_rss_mib",
 ]
+
+#: The plan's estimated apply duration must be within this share of the measured one (issue 20).
+COST_TOLERANCE = 0.25
 
 #: The pipeline's stages, in order (the table's per-stage columns).
 STAGES: tuple[str, ...] = ("extract", "validate", "plan", "preview", "apply")
@@ -51,11 +56,27 @@ class Result:
     task_runs: int | None = None
     apply_bound_s: float | None = None
     apply_ratio: float | None = None
+    #: The plan's cost estimate of the apply (``cost.json``) and the apply time it is compared with.
+    apply_estimate_s: float | None = None
+    apply_measured_s: float | None = None
     documented: str = ""
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     ok: bool = True
     error: str | None = None
+
+    @property
+    def estimate_ratio(self) -> float | None:
+        """Estimated over measured apply seconds (``None``: not compared)."""
+        if self.apply_estimate_s is None or not self.apply_measured_s:
+            return None
+        return self.apply_estimate_s / self.apply_measured_s
+
+    @property
+    def estimate_missed(self) -> bool:
+        """The estimate is further than :data:`COST_TOLERANCE` from the measured apply."""
+        ratio = self.estimate_ratio
+        return ratio is not None and abs(ratio - 1.0) > COST_TOLERANCE
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -67,6 +88,31 @@ class Result:
 
     def write(self, path: Path) -> None:
         path.write_text(self.to_json(), encoding="utf-8")
+
+
+def check_cost(result: Result, plan_dir: Path | str, measured_s: float | None, requests: int | None,
+               what: str = "the apply stage") -> None:
+    """Put the plan's cost estimate (``cost.json`` in ``plan_dir``) beside ``measured_s`` in ``result``, with a
+    note: estimated vs measured seconds and their ratio (flagged when off by more than ±25 %), and the
+    requests estimated vs ``requests`` counted by the emulator (429 answers left out)."""
+    from scimflow.plan._cost import read_cost
+
+    cost = read_cost(plan_dir)
+    if cost is None:
+        result.notes.append("cost estimate: no cost.json beside the plan")
+        return
+    result.extra["cost"] = cost.to_json()
+    if cost.total == 0 or cost.estimated_seconds is None or not measured_s:
+        result.notes.append(f"cost estimate: {cost.total:,} requests, {cost.estimated_seconds} s ({cost.basis});"
+                            " nothing to compare")
+        return
+    result.apply_estimate_s, result.apply_measured_s = cost.estimated_seconds, measured_s
+    ratio = cost.estimated_seconds / measured_s
+    flag = " **MISSED (beyond ±25 %)**" if result.estimate_missed else " (within ±25 %)"
+    counted = "" if requests is None else f", {requests:,} counted by the emulator"
+    result.notes.append(f"cost estimate: {cost.estimated_seconds:.2f} s vs {measured_s:.2f} s measured ({what}),"
+                        f" estimate / measured {ratio:.2f}{flag}; {cost.basis}; {cost.total:,} requests estimated"
+                        f"{counted}")
 
 
 class Timer:

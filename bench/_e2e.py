@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import Result, Timer, peak_rss_mib
+from bench._common import Result, Timer, check_cost, peak_rss_mib
 
 __all__ = ["Emulators", "mutate_users", "run_pipeline", "set_superoffice"]
 
@@ -162,7 +162,7 @@ def run_pipeline(
                  f" token), SuperOffice {so_s:.1f} s ({_delta(s_extract, {}, 'requests')} requests)")
     if report.failed or report.drifted:
         notes.append(f"apply: {report.failed} failed, {report.drifted} drifted")
-    return Result(
+    result = Result(
         name=name, title=title, users=users, stages=timer.stages, total_s=timer.total,
         graph_requests=_delta(g_after, {}, "requests"), so_requests=_delta(s_after, {}, "requests"),
         so_writes=_delta(s_after, {}, "writes"), apply_requests=apply_requests, apply_writes=apply_writes,
@@ -174,3 +174,5 @@ def run_pipeline(
                "finished_at": time.time()},
         ok=report.failed == 0,
     )
+    check_cost(result, outcome.out, apply_s, apply_requests - refused)
+    return result

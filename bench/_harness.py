@@ -323,6 +323,8 @@ COLUMNS: tuple[tuple[str, Callable[[Result], str]], ...] = (
     ("Task runs", lambda r: _int(r.task_runs)),
     ("Apply bound s", lambda r: _num(r.apply_bound_s)),
     ("Apply / bound", lambda r: "-" if r.apply_ratio is None else f"{r.apply_ratio:.2f}x"),
+    ("Apply est. s (est / measured)", lambda r: "-" if r.estimate_ratio is None else
+     f"{_num(r.apply_estimate_s)} ({r.estimate_ratio:.2f}{' MISS' if r.estimate_missed else ''})"),
     ("Entra, documented (not measured)", lambda r: r.documented or "-"),
 )
 

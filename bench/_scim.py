@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import Result, Timer, peak_rss_mib
+from bench._common import Result, Timer, check_cost, peak_rss_mib
 
 __all__ = ["main", "run_scim_push", "scim_bound"]
 
@@ -95,6 +95,7 @@ def run_scim_push(p: dict[str, Any]) -> Result:
     from scimflow.connectors.scim import ScimClient, read_scim_state
     from scimflow.frames import SO_SCHEMA
     from scimflow.plan import evaluate_guardrails, plan_scim, write_plan_files
+    from scimflow.plan._cost import RoundTrips
 
     e = p["emulators"]
     name, title, users_n = p["name"], p["title"], int(p["users"])
@@ -109,7 +110,9 @@ def run_scim_push(p: dict[str, Any]) -> Result:
     with pipeline.open_store(config) as store:
         with timer("extract"):
             entra = pipeline.extract_entra(config, store)
+            trips = RoundTrips()  # as pipeline.extract_scim times the SCIM reads (the cost of the plan)
             with ScimClient(scim, ca_bundle=config.ca_bundle) as client:
+                trips.attach(client.http)
                 scim_users, scim_groups = read_scim_state(client)
         with timer("validate"):
             checked = pipeline.validate(entra.frame, pl.DataFrame(schema=SO_SCHEMA))
@@ -118,6 +121,8 @@ def run_scim_push(p: dict[str, Any]) -> Result:
                              prefix=scim.group_prefix)  # fmt: skip
             verdict = evaluate_guardrails(plan, config.guardrails, entra.source_users, None)
             plan_hash = write_plan_files(plan, verdict, out)
+            pipeline.plan_cost_files(config, pipeline.ScimExtract(scim_users, scim_groups, trips.timing()), out,
+                                     plan_hash, verdict.held)  # fmt: skip
         before = _stats(admin, e["scim"])
         run_id = store.start_run("auto", plan_hash=plan_hash, source_users=entra.source_users)
         with timer("apply"):
@@ -157,7 +162,7 @@ def run_scim_push(p: dict[str, Any]) -> Result:
             )
     if report.failed or report.drifted:
         notes.append(f"apply: {report.failed} failed, {report.drifted} drifted")
-    return Result(
+    result = Result(
         name=name, title=title, users=users_n, stages=timer.stages, total_s=timer.total,
         so_requests=int(after["requests"]), so_writes=int(after.get("writes", 0)),
         apply_requests=requests, apply_writes=int(after.get("writes", 0)) - int(before.get("writes", 0)),
@@ -168,6 +173,8 @@ def run_scim_push(p: dict[str, Any]) -> Result:
         ok=report.failed == 0 and created == users_n,
         error=None if created == users_n else f"{created:,} SCIM users after the push, {users_n:,} expected",
     )  # fmt: skip
+    check_cost(result, out, apply_s, requests)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from scimflow.vocab import CHANGE_ACTIONS
 if TYPE_CHECKING:
     from scimflow.config import Config
     from scimflow.connectors.graph import DeltaLinks
-    from scimflow.plan import GuardrailVerdict, Plan
+    from scimflow.plan import Cost, GuardrailVerdict, Plan, TargetTiming
     from scimflow.rules import RuleSet
     from scimflow.state import StateStore
 
@@ -47,6 +48,7 @@ __all__ = [
     "load_rule_set",
     "open_store",
     "plan",
+    "plan_cost_files",
     "plan_with_store",
     "run_plan_stages",
     "validate",
@@ -76,6 +78,8 @@ class SuperOfficeExtract:
 
     users: pl.DataFrame
     reference: Reference
+    #: How the Web API answered the extract's reads (round trip, throttling): the cost of the plan.
+    timing: TargetTiming | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ class ScimExtract:
 
     users: pl.DataFrame
     groups: pl.DataFrame
+    #: How the SCIM server answered the extract's reads (round trip, throttling): the cost of the plan.
+    timing: TargetTiming | None = None
 
 
 #: What the target's extract gives: SuperOffice's users and lists, or a SCIM provider's users and groups.
@@ -112,6 +118,8 @@ class PlanOutcome:
     out: Path
     summary: dict[str, Any]
     source_users: int
+    #: The apply's requests and expected duration (also ``cost.json`` beside the plan files).
+    cost: Cost | None = None
 
     @property
     def change_rows(self) -> int:
@@ -197,12 +205,15 @@ def extract_superoffice(config: Config) -> SuperOfficeExtract:
     """Read every SuperOffice user (all types, retired too) and the reference lists (once: the user read
     decodes ids with the reference the target holds)."""
     from scimflow.connectors.superoffice import SuperOfficeTarget
+    from scimflow.plan import RoundTrips
 
+    trips = RoundTrips()
     with SuperOfficeTarget(config.require_superoffice(), ca_bundle=config.ca_bundle) as target:
+        trips.attach(target.http)
         reference = target.read_reference()
         users = conform(target.read_users(), SO_SCHEMA)
     log.info("extracted %d SuperOffice users", users.height)
-    return SuperOfficeExtract(users=users, reference=reference)
+    return SuperOfficeExtract(users=users, reference=reference, timing=trips.timing())
 
 
 def extract_scim(config: Config, store: StateStore | None = None, entra: EntraExtract | None = None) -> ScimExtract:
@@ -217,10 +228,14 @@ def extract_scim(config: Config, store: StateStore | None = None, entra: EntraEx
     ids = store.links(string_ids=True).get_column("associate_id").to_list() if store is not None else []
     keys = list(entra.frame.select("userPrincipalName", "id").iter_rows()) if entra is not None else []
     groups = [r.group for r in img_rules(load_rules(config.rules), scim.group_prefix)]
+    from scimflow.plan import RoundTrips
+
+    trips = RoundTrips()
     with ScimClient(scim, ca_bundle=config.ca_bundle) as client:
+        trips.attach(client.http)
         users, computed = read_scim_state(client, ids=ids, users=keys, group_names=groups)
     log.info("extracted %d SCIM users, %d computed groups", users.height, computed.height)
-    return ScimExtract(users=users, groups=computed)
+    return ScimExtract(users=users, groups=computed, timing=trips.timing())
 
 
 def extract_target(config: Config, store: StateStore | None = None, entra: EntraExtract | None = None) -> TargetExtract:
@@ -339,9 +354,49 @@ def plan(
     log.info(
         "planned %d rows (hash %s…), guardrails %s", p.rows.height, plan_hash[:12], summary["guardrails"]["verdict"]
     )
+    cost = plan_cost_files(config, so, out, plan_hash, list(verdict.held))  # cost.json beside the plan
     return PlanOutcome(
-        plan=p, verdict=verdict, plan_hash=plan_hash, out=out, summary=summary, source_users=entra.source_users
+        plan=p,
+        verdict=verdict,
+        plan_hash=plan_hash,
+        out=out,
+        summary=summary,
+        source_users=entra.source_users,
+        cost=cost,
     )
+
+
+def plan_cost_files(
+    config: Config, so: TargetExtract, out: Path, plan_hash: str, held: Sequence[str] = ()
+) -> Cost | None:
+    """The cost of applying the plan in ``out`` (its change rows but the ``held`` classes), asked of the writer
+    the apply will use and timed with the extract's round trip (:mod:`scimflow.plan._cost`); written as
+    ``cost.json`` beside the plan. ``None`` (and no file) when the writer cannot be built: the estimate never
+    stops a run."""
+    from scimflow.apply import TargetView, read_plan, split_held
+    from scimflow.errors import ScimflowError
+    from scimflow.plan import plan_cost, write_cost
+    from scimflow.writers import new_writer
+
+    rows, _ = split_held(read_plan(out, plan_hash), held)
+    if isinstance(so, ScimExtract):
+        groups = frozenset(so.groups.get_column("display_name").drop_nulls().to_list())
+        seen = TargetView(users=so.users.height, groups=groups)
+    else:
+        names = frozenset(so.users.get_column("name").drop_nulls().str.to_lowercase().to_list())
+        seen = TargetView(users=so.users.height, names=names, companies=so.reference.companies.height)
+    try:
+        writer = new_writer(config)
+    except ScimflowError as exc:
+        log.warning("no cost estimate for the plan: %s", exc)
+        return None
+    try:
+        cost = plan_cost(writer, rows, so.timing, seen)
+    finally:
+        writer.close()
+    write_cost(out, cost)
+    log.info("apply cost: %d requests, about %s s", cost.total, cost.estimated_seconds)
+    return cost
 
 
 def run_plan_stages(

@@ -134,6 +134,8 @@ def preview_markdown(
     top: int = 15,
 ) -> str:
     """The preview: counts per action, guardrail verdict, plan hash, rule hits and the riskiest changes."""
+    from scimflow.plan import cost_lines
+
     lines = [
         f"# {title}",
         "",
@@ -142,6 +144,7 @@ def preview_markdown(
         "",
     ]
     lines += _guardrail_lines(summary)
+    lines += cost_lines(plan_dir)  # the apply's requests and expected duration (cost.json, scimflow/plan/_cost.py)
     lines += pending_section(summary, plan_dir)  # a grace period's pending retirements (plan/_grace.py)
     lines += ["", "| action | count |", "|---|---:|"]
     lines += [f"| {a} | {int(summary.get(a, 0))} |" for a in COUNT_KEYS]

@@ -47,7 +47,7 @@ from scimflow.apply._rows import (
     split_held,
 )
 from scimflow.apply._run import HELD_WHY, ApplySession, apply_plan, apply_rows, entra_baseline
-from scimflow.apply._writer import RowKey, Writer
+from scimflow.apply._writer import RowKey, TargetView, Writer
 from scimflow.writers import new_writer
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "SyncFailed",
     "SyncResult",
     "SyncStatus",
+    "TargetView",
     "WritePool",
     "Writer",
     "apply_chunk",

@@ -19,7 +19,8 @@ once on different threads, so every method must be thread-safe):
 5. ``read_users`` again for the users written, and ``differences`` against ``to``: the read-back
    (``verified``).
 
-``close()`` once, after the last chunk. Partner ids are strings here whatever the target's own type (a
+``close()`` once, after the last chunk. ``requests_for(rows, seen)`` is asked before an apply, not during one:
+the requests the writer would send for these rows (:mod:`scimflow.plan._cost`, the cost of a plan). Partner ids are strings here whatever the target's own type (a
 SuperOffice AssociateId arrives as ``"123"``; the writer converts).
 
 Errors: from ``write``, :class:`~scimflow.connectors.errors.ConflictError` makes the row ``drifted`` and
@@ -32,16 +33,32 @@ a second one.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from scimflow.apply._rows import PlanRow
 
-__all__ = ["RowKey", "Writer"]
+__all__ = ["RowKey", "TargetView", "Writer"]
 
 #: ``(key, action)``: one plan row (a plan has at most one row per key and action).
 RowKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """What the plan's extract saw of the target, for :meth:`Writer.requests_for`."""
+
+    #: Users in the target (every type), e.g. the pages of a read of every user name.
+    users: int = 0
+    #: Their short names, casefolded (SuperOffice's ``Name``, the User ID new users' names are checked against).
+    names: frozenset[str] = frozenset()
+    #: Rows of the target's company list (SuperOffice's ``Contact`` archive, read with the reference lists).
+    companies: int = 0
+    #: Groups that exist already (a SCIM target's computed groups), not created by the apply.
+    groups: frozenset[str] = frozenset()
 
 
 @runtime_checkable
@@ -106,4 +123,11 @@ class Writer(Protocol):
 
     def close(self) -> None:
         """Release the connections (after the last chunk and the read-back)."""
+        ...
+
+    def requests_for(self, rows: Sequence[PlanRow], seen: TargetView) -> Counter[str]:
+        """The requests an apply of ``rows`` (change rows, none held) would send, per endpoint
+        (``"PATCH api/v1/User/{id}"``): re-reads, look-ups, writes and read-backs, chunked as the engine
+        chunks (:func:`scimflow.apply.chunk_rows`), each target's rows at their planned ``from`` values.
+        Sends nothing; written next to the code that sends each request, so the two cannot drift."""
         ...

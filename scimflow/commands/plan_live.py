@@ -54,6 +54,11 @@ def print_plan_summary(summary: dict[str, Any], out: Path, console: Console) -> 
     for reason in g.get("reasons") or []:
         console.print(f"  - {escape(str(reason))}")
     console.print(f"plan files: {escape(str(out))}")
+    from scimflow.plan import cost_text, read_cost
+
+    if (cost := read_cost(out)) is not None:  # cost.json: the apply's requests per endpoint, expected duration
+        for line in cost_text(cost).splitlines():
+            console.print(escape(line))
 
 
 def print_diff(out: Path, console: Console, limit: int | None) -> list[dict[str, Any]]:

@@ -9,6 +9,17 @@ Usage::
 
 from __future__ import annotations
 
+from scimflow.plan._cost import (
+    COST_FILE,
+    Cost,
+    RoundTrips,
+    TargetTiming,
+    cost_lines,
+    cost_text,
+    plan_cost,
+    read_cost,
+    write_cost,
+)
 from scimflow.plan._files import plan_lines, write_plan_files
 from scimflow.plan._guardrails import CHANGE_CLASSES, GuardrailVerdict, evaluate_guardrails
 from scimflow.plan._planner import COUNT_KEYS, ROW_SCHEMA, Plan, build_plan
@@ -17,17 +28,26 @@ from scimflow.plan.fixtures import frames_from_fixtures
 
 __all__ = [
     "CHANGE_CLASSES",
+    "COST_FILE",
     "COUNT_KEYS",
     "GROUP_ACTIONS",
     "GROUP_COUNT_KEYS",
     "ROW_SCHEMA",
+    "Cost",
     "GuardrailVerdict",
     "Plan",
+    "RoundTrips",
+    "TargetTiming",
     "build_plan",
+    "cost_lines",
+    "cost_text",
     "evaluate_guardrails",
     "frames_from_fixtures",
+    "plan_cost",
     "plan_lines",
     "plan_scim",
+    "read_cost",
     "scim_target_frame",
+    "write_cost",
     "write_plan_files",
 ]

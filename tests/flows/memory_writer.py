@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -113,6 +114,10 @@ class MemoryWriter:
 
     def close(self) -> None:
         self.closed = True
+
+    def requests_for(self, rows: Sequence[PlanRow], seen: object = None) -> Counter[str]:
+        """One call per row (the writer protocol's cost; no HTTP here)."""
+        return Counter(f"write {r.action}" for r in rows)
 
     def names(self) -> list[str]:
         """Every user's ``user_name``, sorted (duplicates kept)."""

@@ -102,6 +102,11 @@ class ScimClient:
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
+    @property
+    def http(self) -> httpx.Client:
+        """The client every SCIM request goes through (e.g. for event hooks timing the reads)."""
+        return self._http
+
     def close(self) -> None:
         self._http.close()
 

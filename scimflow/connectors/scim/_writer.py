@@ -18,8 +18,9 @@
 
 from __future__ import annotations
 
+import math
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from scimflow.apply import PlanRow, RowKey
+from scimflow.apply import PlanRow, RowKey, TargetView, chunk_rows
 from scimflow.computed_groups import groups_for, parse_group_name, values_from_groups
 from scimflow.config import ScimConfig
 from scimflow.connectors.errors import ConnectorError, NotFoundError, PayloadError
@@ -271,6 +272,66 @@ class ScimWriter:
             for name in remove:
                 ctx.removes[name].add(uid)
                 ctx.rows[name].append((row.key, row.action))
+
+    # ------------------------------------------------------------------ the cost of a plan
+    def requests_for(self, rows: Sequence[PlanRow], seen: TargetView) -> Counter[str]:
+        """What an apply of ``rows`` sends (no drift, a server that lists and answers a PATCH with the user):
+        the groups' listing, then per chunk the groups :meth:`prepare` creates, the re-read
+        (:meth:`read_users`), the user writes (:meth:`write`), the membership PATCHes (:meth:`finish_chunk`)
+        and the read-back of the users no write answered for."""
+        out: Counter[str] = Counter()
+        if not rows:
+            return out
+        entra = self.client.dialect == "entra"
+        out["GET /Groups"] += max(1, math.ceil(len(seen.groups) / self.config.page_size))
+        known = set(seen.groups)
+        members: dict[str, set[str]] = defaultdict(set)  # group -> users the apply added (so far)
+        for chunk in chunk_rows(rows):
+            ids = {r.partner_id for r in chunk if r.action != "create" and r.partner_id is not None}
+            out["GET /Users/{id}"] += len(ids)
+            adds: dict[str, set[str]] = defaultdict(set)
+            removes: dict[str, set[str]] = defaultdict(set)
+            for row in chunk:
+                to = {k: v for k, v in row.to_values().items() if k in ELEMENTS}
+                for name in sorted(groups_for(self.prefix, to) - known):
+                    out.update(["GET /Groups?filter", "POST /Groups"] if entra else ["POST /Groups"])
+                    known.add(name)
+                out.update(self._row_requests(row, entra))
+                if row.action == "retire" or not to:
+                    continue
+                uid = row.partner_id or row.key
+                mine = groups_for(self.prefix, {k: v for k, v in row.from_values().items() if k in to})
+                after = groups_for(self.prefix, to)
+                for name in after - mine:
+                    adds[name].add(uid)
+                for name in mine - after:
+                    removes[name].add(uid)
+            step = self.client.member_batch
+            for name in sorted(set(adds) | set(removes)):
+                out["PATCH /Groups/{id}"] += math.ceil(len(adds[name] - members[name]) / step)
+                out["PATCH /Groups/{id}"] += math.ceil(len(removes[name]) / step)
+                members[name] |= adds[name]
+            out["GET /Users/{id}"] += sum(1 for r in chunk if r.action != "create" and not self._user_changes(r))
+        if self.client.dialect == "rfc" and out["PATCH /Users/{id}"]:
+            out["GET /ServiceProviderConfig"] += 1  # etags_supported, read once before the first If-Match
+        return out
+
+    @staticmethod
+    def _user_changes(row: PlanRow) -> dict[str, Any]:
+        """The user part :meth:`_write` PATCHes for a non-create row."""
+        if row.action == "retire":
+            return {"active": False}
+        changes = {k: v for k, v in row.to_values().items() if k in USER_FIELDS}
+        if row.action == "reactivate":
+            changes["active"] = True
+        return changes
+
+    def _row_requests(self, row: PlanRow, entra: bool) -> list[str]:
+        """The user requests :meth:`_write` sends for ``row`` (a create found by neither filter is POSTed)."""
+        if row.action == "create":
+            looks = ["GET /Users?filter"] * (1 + bool(row.entra_id)) if entra else []
+            return [*looks, "POST /Users"]
+        return ["PATCH /Users/{id}"] if self._user_changes(row) else []
 
     def finish_chunk(self, chunk: Any) -> Mapping[RowKey, str]:
         """Send the chunk's membership changes: groups side by side, each group's PATCHes in turn (one group is

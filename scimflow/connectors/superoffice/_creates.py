@@ -24,9 +24,13 @@ from scimflow.connectors.superoffice._reference import TEMPLATE_PARAMS, Maps, re
 from scimflow.connectors.superoffice._values import PLAN_FIELDS, as_id, blank, get, quote
 from scimflow.frames import CONFIDENTIAL_LICENSE
 
-__all__ = ["Template", "create_user", "licence_paths"]
+__all__ = ["CREATE_REQUESTS", "Template", "create_user", "licence_paths"]
 
 log = logging.getLogger("scimflow.superoffice")
+
+#: What a create sends when its ``UserName`` is free and no earlier attempt left a person: :func:`_create_person`
+#: then :func:`_post_user` (a ``DuplicateName`` answer adds a ``POST api/v1/User``; the cost of a plan counts these).
+CREATE_REQUESTS = ("POST api/v1/Person", "POST api/v1/User")
 
 #: Attempts at a free ``Name`` before a create gives up.
 NAME_ATTEMPTS = 5

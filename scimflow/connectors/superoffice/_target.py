@@ -141,6 +141,11 @@ class SuperOfficeTarget:
         self._empty_as: _updates.EmptyStrings = {}
 
     # ------------------------------------------------------------------ plumbing
+    @property
+    def http(self) -> httpx.Client:
+        """The Web API's client (e.g. for event hooks timing the reads: ``scimflow.plan._cost.RoundTrips``)."""
+        return self._api.client
+
     def _secrets(self) -> tuple[str, str, str]:
         c = self._config
         try:

@@ -25,6 +25,7 @@ from scimflow.connectors.superoffice._values import (
     FAST_FIELDS,
     PERSON_FIELDS,
     PERSON_SCALARS,
+    USER_FIELDS,
     USER_OBJECTS,
     as_id,
     blank,
@@ -34,9 +35,22 @@ from scimflow.connectors.superoffice._values import (
 from scimflow.frames import CONFIDENTIAL_LICENSE
 from scimflow.vocab import same_value
 
-__all__ = ["EmptyStrings", "fast_update", "reactivate", "retire", "same", "update_read_first"]
+__all__ = [
+    "MAKE_RETIRED",
+    "EmptyStrings",
+    "fast_update",
+    "reactivate",
+    "retire",
+    "same",
+    "update_read_first",
+    "update_requests",
+]
 
 log = logging.getLogger("scimflow.superoffice")
+
+#: The endpoint of :func:`retire` and :func:`reactivate` (the cost of a plan counts requests by endpoint).
+MAKE_RETIRED = "POST api/v1/Agents/User/MakeRetired"
+_GET_USER, _PATCH_USER, _PATCH_PERSON = "GET api/v1/User/{id}", "PATCH api/v1/User/{id}", "PATCH api/v1/Person/{id}"
 
 #: How this server writes an empty person string (``None`` or ``""``; JSON Patch ``test`` tells them apart),
 #: per PersonEntity key, as seen in the first entity read that had one empty.
@@ -120,6 +134,33 @@ def fast_update(
     return True
 
 
+def update_requests(changes: dict[str, dict[str, Any]], *, fast: bool, empty_known: set[str]) -> list[str]:
+    """The requests an update of ``changes`` sends, the user being at the ``from`` values (no drift): the
+    endpoints of :func:`fast_update` (``fast``: the engine's record is given) or else :func:`update_read_first`.
+
+    ``empty_known`` holds the person keys whose empty value the writer has learnt (``EmptyStrings``); a read
+    first adds the keys of the ``from`` values it sees empty, as :func:`update_read_first` does.
+    """
+    if not changes:
+        return []
+    blanks = {PERSON_SCALARS[f] for f, c in changes.items() if f in PERSON_SCALARS and blank(c.get("from")) is None}
+    read_first = (
+        not fast
+        or not set(changes) <= FAST_FIELDS
+        or ("user_name" in changes and blank(changes["user_name"].get("from")) is None)
+        or any(f in changes and (changes[f].get("to") is None or changes[f].get("from") is None) for f in USER_OBJECTS)
+        or not blanks <= empty_known
+    )
+    sent = [_GET_USER] if read_first else []
+    if read_first:
+        empty_known |= blanks
+    if set(changes) & (USER_FIELDS if read_first else {"user_name", *USER_OBJECTS}):
+        sent.append(_PATCH_USER)
+    if set(changes) & PERSON_FIELDS:
+        sent.append(_PATCH_PERSON)
+    return sent
+
+
 def update_read_first(
     api: WebApi, maps: Maps, associate_id: int, changes: dict[str, dict[str, Any]], empty_as: EmptyStrings
 ) -> None:
@@ -182,11 +223,11 @@ def update_read_first(
 
 def retire(api: WebApi, associate_id: int) -> None:
     """Retire: MakeRetired removes the licences, marks the user ``Deleted`` and the person retired."""
-    api.send("POST", "api/v1/Agents/User/MakeRetired", json={"AssociateId": int(associate_id), "Retired": True})
+    api.send("POST", MAKE_RETIRED.split()[1], json={"AssociateId": int(associate_id), "Retired": True})
     log.debug("retired SuperOffice user %d", associate_id)
 
 
 def reactivate(api: WebApi, associate_id: int) -> None:
     """Un-retire (``Retired: false``); licences are not restored here: the plan's update re-applies them."""
-    api.send("POST", "api/v1/Agents/User/MakeRetired", json={"AssociateId": int(associate_id), "Retired": False})
+    api.send("POST", MAKE_RETIRED.split()[1], json={"AssociateId": int(associate_id), "Retired": False})
     log.debug("reactivated SuperOffice user %d", associate_id)

@@ -10,6 +10,7 @@ an empty group list equal to none).
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scimflow.connectors.errors import PayloadError
+from scimflow.connectors.superoffice._creates import CREATE_REQUESTS
 from scimflow.connectors.superoffice._target import SuperOfficeTarget
+from scimflow.connectors.superoffice._updates import MAKE_RETIRED, update_requests
+from scimflow.connectors.superoffice._values import ID_CHUNK, NAME_PREFIX_READS, PAGE_SIZE, USER_NAME_CHUNK, initials
 from scimflow.vocab import same_value
 
 if TYPE_CHECKING:
-    from scimflow.apply import PlanRow
+    from scimflow.apply import PlanRow, TargetView
     from scimflow.config import SuperOfficeConfig
     from scimflow.frames import Reference
 
@@ -40,6 +44,19 @@ def _blank_str(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _pages(rows: int) -> int:
+    """Requests of an archive read of ``rows`` rows without a bound (``_pages.ArchivePaginator``: a short or
+    empty page ends it, so a first page shorter than :data:`PAGE_SIZE` is followed by an empty one)."""
+    if rows == 0:
+        return 1
+    return 2 if rows < PAGE_SIZE else rows // PAGE_SIZE + 1
+
+
+def _bulk(n: int) -> int:
+    """Requests of a bounded ``oneOf`` read of ``n`` ids that are all there (one page per chunk)."""
+    return -(-n // ID_CHUNK)
+
+
 @dataclass(frozen=True)
 class _Chunk:
     """What :meth:`SuperOfficeWriter.prepare` read for a chunk's creates."""
@@ -48,6 +65,30 @@ class _Chunk:
     users: dict[str, list[dict[str, Any]]] | None = None
     #: Keys of the creates the journal has seen before (they may have left a person behind).
     retried: frozenset[str] = field(default_factory=frozenset)
+
+
+class _NameReads:
+    """The reads of taken ``Name`` values that :meth:`SuperOfficeTarget.prepare_names` makes (``_names.NameBook``)."""
+
+    def __init__(self, seen: TargetView) -> None:
+        self.users = seen.users
+        self.taken = seen.names
+        self.loaded: set[str] = set()
+        self.all_loaded = False
+
+    def prepare(self, creates: Sequence[PlanRow]) -> int:
+        if self.all_loaded:
+            return 0
+        stems = {
+            initials(r.changes.get("first_name", {}).get("to"), r.changes.get("last_name", {}).get("to"))
+            for r in creates
+        }
+        missing = stems - self.loaded
+        if len(missing) > NAME_PREFIX_READS:
+            self.all_loaded = True
+            return _pages(self.users)
+        self.loaded |= missing
+        return sum(_pages(sum(1 for n in self.taken if n.startswith(stem.casefold()))) for stem in missing)
 
 
 class SuperOfficeWriter:
@@ -151,6 +192,50 @@ class SuperOfficeWriter:
     def finish_chunk(self, chunk: Any) -> dict[tuple[str, str], str]:
         """Nothing is deferred: every write was sent by :meth:`write`."""
         return {}
+
+    # ------------------------------------------------------------------ the cost of a plan
+    def requests_for(self, rows: Sequence[PlanRow], seen: TargetView) -> Counter[str]:
+        """What an apply of ``rows`` sends (no drift, no ``DuplicateName``): the login and the reference lists
+        (:meth:`reference`), then per chunk the re-read (users, then their people's mobiles), the creates'
+        look-ups (:meth:`prepare`), the writes (:meth:`write`) and the read-back."""
+        from scimflow.apply import chunk_rows
+
+        out: Counter[str] = Counter()
+        if not rows:
+            return out
+        out.update(["POST login/api/PartnerSystemUser/Authenticate", "GET login/.well-known/jwks"])
+        out.update(["GET api/v1/MDOList/{list}"] * 2 + ["GET api/v1/User/Default"])
+        out["GET api/v1/Contact"] += _pages(seen.companies)
+        names = _NameReads(seen)
+        empty_known: set[str] = set()
+        for chunk in chunk_rows(rows):
+            ids = {r.partner_id for r in chunk if r.action != "create" and r.partner_id is not None}
+            if ids:
+                out["GET api/v1/User"] += _bulk(len(ids))
+                out["GET api/v1/Person"] += _bulk(len(ids))
+            creates = [r for r in chunk if r.action == "create"]
+            if creates:
+                user_names = {str(n).strip() for r in creates if (n := r.changes.get("user_name", {}).get("to"))}
+                out["GET api/v1/User"] += -(-len({n for n in user_names if n}) // USER_NAME_CHUNK)
+                out["GET api/v1/User"] += names.prepare(creates)
+            for row in chunk:
+                out.update(self._row_requests(row, empty_known))
+            out["GET api/v1/User"] += _bulk(len(chunk))
+            out["GET api/v1/Person"] += _bulk(len(chunk))
+        return out
+
+    @staticmethod
+    def _row_requests(row: PlanRow, empty_known: set[str]) -> list[str]:
+        """The requests :meth:`write` sends for ``row`` (the same branches)."""
+        if row.action == "create":
+            return list(CREATE_REQUESTS)
+        other = {k: v for k, v in row.changes.items() if k != "active"}
+        active = row.changes.get("active")
+        if active is not None and active.get("to") is False:
+            return [*update_requests(other, fast=True, empty_known=empty_known), MAKE_RETIRED]
+        if active is not None and active.get("to") is True:
+            return [MAKE_RETIRED, *update_requests(other, fast=False, empty_known=empty_known)]
+        return update_requests(other, fast=True, empty_known=empty_known)
 
     def close(self) -> None:
         """Close the target (when this writer built it)."""

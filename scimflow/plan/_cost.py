@@ -1,0 +1,292 @@
+"""The cost of a plan: the requests its apply will send, per endpoint, and how long that should take.
+
+Three parts, kept apart so that none can drift from what it describes:
+
+- **The requests** come from the writer that will send them (:meth:`scimflow.apply.Writer.requests_for`,
+  implemented next to the code that sends each request): ``{"POST api/v1/User": 1000, ...}`` for the rows
+  the apply will write (the classes the guardrails hold left out), cut into chunks as the engine cuts them.
+- **The round trip** is measured during this run's extract: :class:`RoundTrips` times every request of the
+  target's reading client (an httpx event hook: request sent → answer's headers in) and gives the median of
+  its successful reads, with the 429 answers seen and their ``Retry-After`` (:class:`TargetTiming`, carried
+  in the extract's result).
+- **The duration** (:func:`estimate`): the apply keeps ``write_concurrency`` requests in flight, so its
+  requests take ``requests / concurrency x round trip``, plus the round trips that cannot overlap anything
+  (:data:`FIXED_ROUNDS`: logging in and reading the reference lists, the first chunk's re-read, the last
+  chunk's read-back). When the extract was throttled, the rate it was served at caps that pace
+  (``requests / rate``); neither SuperOffice nor the SCIM targets document a rate limit
+  (reference/superoffice.md §4, reference/scim-target.md), so none is assumed otherwise.
+
+The figure is written as ``cost.json`` beside the plan files (``summary.json``'s keys are a contract, see
+ARCHITECTURE.md; this file is not part of the plan hash) and shown by the preview and ``scimflow plan``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from scimflow.apply import PlanRow, TargetView, Writer
+
+__all__ = [
+    "COST_FILE",
+    "FIXED_ROUNDS",
+    "Cost",
+    "RoundTrips",
+    "TargetTiming",
+    "cost_lines",
+    "cost_text",
+    "estimate",
+    "plan_cost",
+    "read_cost",
+    "write_cost",
+]
+
+#: The file beside the plan files that holds the estimate.
+COST_FILE = "cost.json"
+#: Round trips of an apply that overlap nothing: log in, the reference lists, the first chunk's re-read,
+#: the last chunk's read-back.
+FIXED_ROUNDS = 6
+_T0 = "scimflow.sent_at"
+
+
+@dataclass(frozen=True)
+class TargetTiming:
+    """How the target answered this run's extract (:meth:`RoundTrips.timing`)."""
+
+    #: Median time from a read being sent to its answer's headers, in ms (``None``: no read was timed).
+    rtt_ms: float | None = None
+    #: Successful reads timed.
+    reads: int = 0
+    #: Answers 429 (throttled).
+    throttled: int = 0
+    #: The largest ``Retry-After`` of those answers, in seconds.
+    retry_after_s: float | None = None
+    #: Successful requests per second from the first 429 on (the pace the target allowed), when throttled.
+    rate_rps: float | None = None
+
+
+class RoundTrips:
+    """Times the requests of an ``httpx.Client`` through its event hooks (thread-safe).
+
+    Example::
+
+        trips = RoundTrips()
+        trips.attach(client)
+        ...                                  # the extract's reads
+        timing = trips.timing()              # TargetTiming(rtt_ms=21.4, reads=38, ...)
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reads: list[float] = []
+        self._ends: list[float] = []
+        self._first_429: float | None = None
+        self._throttled = 0
+        self._retry_after: float | None = None
+
+    def attach(self, client: httpx.Client) -> None:
+        """Add this recorder's hooks to ``client`` (keeping the hooks it has)."""
+        hooks = client.event_hooks
+        hooks.setdefault("request", []).append(self._sent)
+        hooks.setdefault("response", []).append(self._answered)
+        client.event_hooks = hooks
+
+    def _sent(self, request: httpx.Request) -> None:
+        request.extensions[_T0] = time.perf_counter()
+
+    def _answered(self, response: httpx.Response) -> None:
+        now = time.perf_counter()
+        sent = response.request.extensions.get(_T0)
+        status = response.status_code
+        with self._lock:
+            if status == 429:
+                self._throttled += 1
+                if self._first_429 is None:
+                    self._first_429 = now
+                retry = _seconds(response.headers.get("Retry-After"))
+                if retry is not None:
+                    self._retry_after = max(retry, self._retry_after or 0.0)
+                return
+            if status < 400:
+                self._ends.append(now)
+                if response.request.method == "GET" and isinstance(sent, float):
+                    self._reads.append(now - sent)
+
+    def timing(self) -> TargetTiming:
+        """What was seen so far."""
+        with self._lock:
+            rtt = statistics.median(self._reads) * 1000 if self._reads else None
+            rate = None
+            if self._first_429 is not None:
+                after = [t for t in self._ends if t > self._first_429]
+                span = (max(after) - self._first_429) if after else 0.0
+                rate = len(after) / span if span > 0 and len(after) >= 2 else None
+            return TargetTiming(
+                rtt_ms=None if rtt is None else round(rtt, 2),
+                reads=len(self._reads),
+                throttled=self._throttled,
+                retry_after_s=self._retry_after,
+                rate_rps=None if rate is None else round(rate, 2),
+            )
+
+
+def _seconds(value: str | None) -> float | None:
+    from scimflow.connectors.http import parse_retry_after
+
+    return parse_retry_after(value)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The requests an apply will send and how long it should take (``cost.json``)."""
+
+    #: Requests per endpoint (``"PATCH api/v1/User/{id}": 120``), most first.
+    requests: dict[str, int]
+    #: Requests in flight at once (the target's ``write_concurrency``).
+    concurrency: int
+    #: The extract's median round trip to the target, in ms (``None``: not measured).
+    rtt_ms: float | None
+    #: The pace the target allowed when the extract was throttled (``None``: not throttled).
+    rate_limit_rps: float | None = None
+    #: Expected seconds for the apply (``None`` without a round trip).
+    estimated_seconds: float | None = None
+    #: Round trips counted besides the requests' share (:data:`FIXED_ROUNDS`).
+    fixed_rounds: int = FIXED_ROUNDS
+    #: Rows the figure covers (change rows not held by the guardrails).
+    rows: int = 0
+    #: How the figure was reached, in words.
+    basis: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """All requests."""
+        return sum(self.requests.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "total": self.total}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Cost:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def estimate(
+    requests: Mapping[str, int],
+    *,
+    rtt_ms: float | None,
+    concurrency: int,
+    rate_limit_rps: float | None = None,
+    rows: int = 0,
+    fixed_rounds: int = FIXED_ROUNDS,
+) -> Cost:
+    """The expected duration of sending ``requests`` with ``concurrency`` in flight, ``rtt_ms`` each.
+
+    ``requests / concurrency x rtt + fixed_rounds x rtt``; with a rate limit, at least ``requests / rate``.
+    No requests: 0 s. No round trip measured: no figure (``estimated_seconds`` ``None``).
+    """
+    ordered = dict(sorted(((k, int(v)) for k, v in requests.items() if v), key=lambda kv: (-kv[1], kv[0])))
+    total = sum(ordered.values())
+    conc = max(1, int(concurrency))
+    if total == 0:
+        return Cost(ordered, conc, rtt_ms, rate_limit_rps, 0.0, 0, rows, "no requests")
+    if rtt_ms is None:
+        return Cost(ordered, conc, None, rate_limit_rps, None, fixed_rounds, rows, "no round trip measured")
+    rtt = rtt_ms / 1000.0
+    paced = (total / conc + fixed_rounds) * rtt
+    basis = f"{total:,} requests / {conc} in flight x {rtt_ms:.1f} ms + {fixed_rounds} round trips"
+    seconds = paced
+    if rate_limit_rps:
+        limited = total / rate_limit_rps
+        if limited > paced:
+            seconds = limited
+            basis = f"{total:,} requests / {rate_limit_rps:g} per s (the pace the target allowed during the extract)"
+    return Cost(ordered, conc, rtt_ms, rate_limit_rps, round(seconds, 3), fixed_rounds, rows, basis)
+
+
+def plan_cost(writer: Writer, rows: Sequence[PlanRow], timing: TargetTiming | None, seen: TargetView) -> Cost:
+    """The cost of applying ``rows`` (the change rows the apply will write) through ``writer``."""
+    counted: Counter[str] = writer.requests_for(rows, seen)
+    timing = timing or TargetTiming()
+    return estimate(
+        counted,
+        rtt_ms=timing.rtt_ms,
+        concurrency=writer.concurrency,
+        rate_limit_rps=timing.rate_rps if timing.throttled else None,
+        rows=len(rows),
+    )
+
+
+def write_cost(out: Path | str, cost: Cost) -> Path:
+    """Write ``cost.json`` (owner-only) into the plan folder ``out``."""
+    from scimflow.files import write_private
+
+    return write_private(Path(out) / COST_FILE, json.dumps(cost.to_json(), indent=1, sort_keys=True) + "\n")
+
+
+def read_cost(plan_dir: Path | str) -> Cost | None:
+    """The plan's ``cost.json``, or ``None`` when there is none (an older plan, an offline plan)."""
+    path = Path(plan_dir) / COST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        msg = f"{path}: not a cost file ({exc})"
+        raise ValueError(msg) from exc
+    if not isinstance(data, dict):
+        msg = f"{path}: expected a JSON object"
+        raise ValueError(msg)
+    return Cost.from_json(data)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(math.ceil(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _headline(cost: Cost) -> str:
+    if cost.total == 0:
+        return "no requests (nothing to write)"
+    when = "unknown (no round trip measured)" if cost.estimated_seconds is None else _duration(cost.estimated_seconds)
+    rtt = "" if cost.rtt_ms is None else f", round trip {cost.rtt_ms:.1f} ms"
+    rate = "" if not cost.rate_limit_rps else f", throttled to {cost.rate_limit_rps:g} req/s"
+    return f"{cost.total:,} requests, about {when} ({cost.concurrency} in flight{rtt}{rate})"
+
+
+def cost_text(cost: Cost) -> str:
+    """``scimflow plan``'s lines: the requests and expected duration, then one line per endpoint."""
+    width = len(f"{max(cost.requests.values(), default=0):,}")
+    lines = [f"apply cost: {_headline(cost)}"]
+    lines += [f"  {n:>{width},}  {endpoint}" for endpoint, n in cost.requests.items()]
+    return "\n".join(lines)
+
+
+def cost_lines(plan_dir: Path | str) -> list[str]:
+    """The preview's section on the apply's cost (markdown; ``[]`` when the plan has no ``cost.json``)."""
+    cost = read_cost(plan_dir)
+    if cost is None:
+        return []
+    lines = ["", f"**Cost of the apply:** {_headline(cost)}"]
+    if cost.total:
+        lines += ["", "| requests | endpoint |", "|---:|---|"]
+        lines += [f"| {n:,} | `{endpoint}` |" for endpoint, n in cost.requests.items()]
+        if cost.basis:
+            lines += ["", f"Estimate: {cost.basis}."]
+    return lines

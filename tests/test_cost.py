@@ -1,0 +1,154 @@
+"""The cost of a plan: the requests the writers say an apply sends are the ones it sends (counted by the
+emulators), the round trip is measured during the extract, and the estimate is written, read and shown."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import stat
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from scimflow import pipeline
+from scimflow.apply import apply_plan
+from scimflow.config import load_config
+from scimflow.plan._cost import (
+    COST_FILE,
+    FIXED_ROUNDS,
+    RoundTrips,
+    cost_lines,
+    cost_text,
+    estimate,
+    read_cost,
+)
+from tests.flows.flowkit import Tenant, worked_example_tenant
+
+
+def _stats(origin: str, ca: Path) -> dict[str, Any]:
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=30) as c:
+        return dict(c.get(f"{origin}/_emulator/stats").json())
+
+
+def _so_endpoints(after: dict[str, Any], before: dict[str, Any]) -> Counter[str]:
+    """The SuperOffice emulator's per-endpoint counts between two stats, labelled as the writer labels them."""
+    out: Counter[str] = Counter()
+    for label, n in (after.get("endpoints") or {}).items():
+        d = int(n) - int((before.get("endpoints") or {}).get(label, 0))
+        if not d:
+            continue
+        method, path = label.split(" ", 1)
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", path).lstrip("/")
+        path = re.sub(r"\{\w+\}", "{id}", path) if not path.startswith("MDOList") else path
+        out[f"{method} {path if path.startswith('login/') else 'api/v1/' + path}"] += d
+    return out
+
+
+def _plan_and_apply(tenant: Tenant, out: Path) -> tuple[pipeline.PlanOutcome, Counter[str]]:
+    config = load_config(tenant.config)
+    origin, ca = tenant.host.superoffice_origin, tenant.host.ca_bundle
+    outcome, _, _ = pipeline.run_plan_stages(config, out=out)
+    before = _stats(origin, ca)
+    with pipeline.open_store(config) as store:
+        report = apply_plan(config, store, out, outcome.plan_hash, matched_pairs=outcome.plan.matched_pairs)
+    assert report.failed == 0 and report.drifted == 0
+    return outcome, _so_endpoints(_stats(origin, ca), before)
+
+
+def test_worked_example_requests_are_the_ones_sent(tmp_path: Path) -> None:
+    """The SuperOffice writer's count of the worked example's apply equals the emulator's count, endpoint by endpoint."""
+    with worked_example_tenant(tmp_path / "t") as tenant:
+        outcome, sent = _plan_and_apply(tenant, tmp_path / "plan")
+    assert outcome.cost is not None
+    assert outcome.cost.requests == dict(sent)
+    assert outcome.cost.rows == outcome.change_rows
+
+
+def test_cost_file_is_written_private_and_read_back(tmp_path: Path) -> None:
+    """cost.json sits beside the plan files, owner-only, and reads back to the outcome's figure."""
+    with worked_example_tenant(tmp_path / "t") as tenant:
+        config = load_config(tenant.config)
+        outcome, _, _ = pipeline.run_plan_stages(config, out=tmp_path / "plan")
+    path = tmp_path / "plan" / COST_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_cost(tmp_path / "plan") == outcome.cost
+    assert outcome.cost is not None and outcome.cost.rtt_ms is not None and outcome.cost.rtt_ms > 0
+    assert "plan_hash" not in json.loads(path.read_text())  # not summary.json: the contract's keys stay as they are
+
+
+def test_round_trips_median_of_reads_and_throttling(tmp_path: Path) -> None:
+    """RoundTrips times GETs only, and records 429 answers with their largest Retry-After and the pace after them."""
+    answers = iter([200, 200, 429, 200, 200, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        code = next(answers)
+        return httpx.Response(code, headers={"Retry-After": "2"} if code == 429 else {})
+
+    trips = RoundTrips()
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        trips.attach(client)
+        client.get("https://t.example/a")
+        client.post("https://t.example/b")
+        for _ in range(4):
+            client.get("https://t.example/c")
+    timing = trips.timing()
+    assert timing.reads == 4  # the POST and the 429 are not round trips of a read
+    assert timing.throttled == 1 and timing.retry_after_s == 2.0
+    assert timing.rtt_ms is not None and timing.rtt_ms >= 0
+    assert timing.rate_rps is not None and timing.rate_rps > 0
+
+
+def test_estimate_model() -> None:
+    """requests / concurrency x rtt plus the fixed round trips; a throttled pace wins when it is slower."""
+    cost = estimate({"POST a": 800, "PATCH b": 0}, rtt_ms=20.0, concurrency=8)
+    assert cost.requests == {"POST a": 800}
+    assert cost.estimated_seconds == pytest.approx((100 + FIXED_ROUNDS) * 0.02)
+    slow = estimate({"POST a": 800}, rtt_ms=20.0, concurrency=8, rate_limit_rps=25.0)
+    assert slow.estimated_seconds == pytest.approx(32.0)
+    assert estimate({}, rtt_ms=20.0, concurrency=8).estimated_seconds == 0.0
+    assert estimate({"POST a": 1}, rtt_ms=None, concurrency=8).estimated_seconds is None
+
+
+def test_cost_lines_and_text(tmp_path: Path) -> None:
+    """The preview's section lists each endpoint and the figure; no cost.json, no section."""
+    assert cost_lines(tmp_path) == []
+    from scimflow.plan._cost import write_cost
+
+    cost = estimate({"POST api/v1/User": 10, "PATCH api/v1/User/{id}": 5}, rtt_ms=21.0, concurrency=8)
+    write_cost(tmp_path, cost)
+    text = "\n".join(cost_lines(tmp_path))
+    assert "| 10 | `POST api/v1/User` |" in text and "| 5 | `PATCH api/v1/User/{id}` |" in text
+    assert "15 requests" in cost_text(cost) and "8 in flight" in cost_text(cost)
+
+
+@pytest.mark.parametrize("dialect", ["entra", "rfc"])
+def test_scim_worked_example_requests_are_the_ones_sent(tmp_path: Path, dialect: str) -> None:
+    """The SCIM writer's count of the worked example's push (users, computed groups, memberships) equals the
+    SCIM emulator's count, endpoint by endpoint, in both dialects."""
+    from scimflow.connectors.graph import clear_app_cache
+    from scimflow.emulators.host import EmulatorHost
+    from tests.flows.flowkit import FIXTURES, WIDE
+
+    graph = json.loads((FIXTURES / "graph.json").read_text())
+    host = EmulatorHost(
+        graph, {}, tmp_path / "t", rules=FIXTURES / "rules.yaml", guardrails=WIDE, target="scim", scim_dialect=dialect
+    )
+    host.start()
+    try:
+        config = load_config(host.config_path)
+        outcome, _, _ = pipeline.run_plan_stages(config, out=tmp_path / "plan")
+        before = _stats(host.target_origin, host.ca_bundle)
+        with pipeline.open_store(config) as store:
+            report = apply_plan(config, store, tmp_path / "plan", outcome.plan_hash)
+        after = _stats(host.target_origin, host.ca_bundle)
+    finally:
+        clear_app_cache()
+        host.stop()
+    assert report.failed == 0 and report.applied > 0
+    sent = {k: int(v) - int(before["endpoints"].get(k, 0)) for k, v in after["endpoints"].items()}
+    assert outcome.cost is not None
+    assert outcome.cost.requests == {k: v for k, v in sent.items() if v}
