@@ -166,13 +166,13 @@ def with_grace(plan: Plan, rules: RuleSet, pending: pl.DataFrame | None, now: dt
     timed = timed.with_columns((pl.col("first_seen") + pl.lit(after)).alias("due"))
     waiting = timed.filter(pl.col("due") > pl.lit(now, dtype=_UTC))
     due = timed.filter(pl.col("due") <= pl.lit(now, dtype=_UTC))
+    # only the retire rows are touched: find them once by position (the plan's order is kept)
+    at = plan.rows.select(pl.arg_where(is_retire)).to_series()
     rows = plan.rows
-    if waiting.height:
-        held_back = waiting.get_column("partner_id").implode()
-        rows = rows.filter(~(is_retire & pid.is_in(held_back)))
     if due.height:
         note = pl.concat_str(
             [
+                pl.col("reason").fill_null("deprovisioned"),
                 pl.lit(f"; its grace period ({_after_text(after)}) ended "),
                 pl.col("due").dt.strftime(_STAMP),
                 pl.lit(" (pending since "),
@@ -180,18 +180,16 @@ def with_grace(plan: Plan, rules: RuleSet, pending: pl.DataFrame | None, now: dt
                 pl.lit(")"),
             ]
         )
-        notes = due.select("partner_id", note.alias("_grace_note"))
-        rows = (
-            rows.with_columns(pl.when(is_retire).then(pid).alias("_grace_pid"))
-            .join(notes, left_on="_grace_pid", right_on="partner_id", how="left", maintain_order="left")
-            .with_columns(
-                pl.when(pl.col("_grace_note").is_not_null())
-                .then(pl.concat_str([pl.col("reason").fill_null("deprovisioned"), pl.col("_grace_note")]))
-                .otherwise(pl.col("reason"))
-                .alias("reason")
-            )
-            .drop("_grace_pid", "_grace_note")
+        reasons = candidates.select("partner_id").join(
+            due.select("partner_id", note.alias("_note")), on="partner_id", how="left", maintain_order="left"
         )
+        due_at = reasons.select(pl.arg_where(pl.col("_note").is_not_null())).to_series()
+        rows = rows.with_columns(
+            rows.get_column("reason").clone().scatter(at.gather(due_at), reasons.get_column("_note").gather(due_at))
+        )
+    if waiting.height:
+        waits = candidates.select(pl.col("partner_id").is_in(waiting.get_column("partner_id").implode())).to_series()
+        rows = rows.filter(~pl.int_range(pl.len()).is_in(at.filter(waits).implode()))
     counts = dict(plan.counts)
     counts["retire"] = counts.get("retire", 0) - waiting.height
     counts["unchanged"] = counts.get("unchanged", 0) + waiting.height
