@@ -445,10 +445,12 @@ def plan_with_store(
     now: dt.datetime | None = None,
 ) -> PlanOutcome:
     """:func:`plan` with the links (a SCIM target's ids are strings) and the last successful source count
-    read from ``store``. A grace period's pending retirements are
+    read from ``store``; the plan's rules are recorded there (and a change since the last applied run noted
+    beside the plan: :func:`scimflow.rules_diff.note_rules_change`). A grace period's pending retirements are
     read from ``store`` and the plan's recorded in it once its files are written (``now``: this run's time,
     the real clock by default; :mod:`scimflow.plan._grace`)."""
     from scimflow.plan._grace import save_grace
+    from scimflow.rules_diff import note_rules_change
 
     outcome = plan(
         config,
@@ -464,6 +466,7 @@ def plan_with_store(
         now=now or dt.datetime.now(dt.UTC),  # the time of this run: grace periods are counted from it
     )
     save_grace(store, outcome.plan, outcome.verdict)  # pending retirements, recorded as the plan is saved
+    note_rules_change(config, rules, store, so, validated, outcome, narrowed=user is not None)
     return outcome
 
 

@@ -21,12 +21,14 @@ from scimflow.state._baseline import Baseline, BaselinePart
 from scimflow.state._journal import JournalPart, JournalStatus
 from scimflow.state._links import LinkImportError, LinksPart
 from scimflow.state._pending import PendingPart
+from scimflow.state._rule_history import AppliedRules, RuleHistoryPart
 from scimflow.state._runs import RUN_STATUSES, SUCCESSFUL_RUN_STATUSES, RunsPart, RunStatus
 
 __all__ = [
     "HEAD_REVISION",
     "RUN_STATUSES",
     "SUCCESSFUL_RUN_STATUSES",
+    "AppliedRules",
     "Baseline",
     "JournalStatus",
     "LinkImportError",
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 
-class StateStore(LinksPart, RunsPart, JournalPart, ApprovalsPart, BaselinePart, PendingPart):
+class StateStore(LinksPart, RunsPart, JournalPart, ApprovalsPart, BaselinePart, RuleHistoryPart, PendingPart):
     """The scimflow state database. Open with a SQLAlchemy URL; it is created and migrated on open.
 
     Example::

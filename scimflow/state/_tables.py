@@ -18,6 +18,8 @@ __all__ = [
     "links",
     "metadata",
     "pending_retirements",
+    "plan_rules",
+    "rule_texts",
     "runs",
 ]
 
@@ -110,4 +112,23 @@ pending_retirements = sa.Table(
     sa.Column("due", Timestamp, nullable=False),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# 0004: the rules each plan was made with (content hash) and the rules' text, once per hash
+rule_texts = sa.Table(
+    "rule_texts",
+    metadata,
+    sa.Column("rules_hash", sa.String(64), primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("first_seen", Timestamp, nullable=False),
+)
+
+plan_rules = sa.Table(
+    "plan_rules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("plan_hash", sa.String(64), nullable=False),
+    sa.Column("rules_hash", sa.String(64), nullable=False),
+    sa.Column("planned_at", Timestamp, nullable=False),
+    sa.Index("ix_plan_rules_plan_hash", "plan_hash", "planned_at"),
 )
