@@ -57,7 +57,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: typer's rich help prints a type (<bool>) after every flag
 )
-rules_app = typer.Typer(help="Check and test rule sets.", no_args_is_help=True)
+rules_app = typer.Typer(help="Check, test and compare rule sets.", no_args_is_help=True)
 links_app = typer.Typer(
     help="Export or import the Entra-to-SuperOffice links of the state store.", no_args_is_help=True
 )
@@ -384,6 +384,27 @@ def rules_test(path: Annotated[Path, typer.Argument(help="The rule set (YAML) wi
     from scimflow.commands.rules_cmd import test
 
     _exit(test(path))
+
+
+@rules_app.command("diff")
+def rules_diff(
+    old: Annotated[Path, typer.Argument(help="The rule set in effect (YAML), e.g. a run's rules-last-applied.yaml.")],
+    new: Annotated[Path, typer.Argument(help="The edited rule set (YAML).")],
+    config: ConfigOpt = Path("scimflow.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the difference as one JSON document.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", min=0, help="Users shown per table. Default: 50 on a terminal, all when piped; 0: all."
+        ),
+    ] = None,
+) -> None:
+    """What changing the rules from OLD to NEW does to today's tenant: users whose resolved values change,
+    who enters and leaves scope (created / retired). Nothing is written. Exit 0 no difference, 2 differences,
+    1 error."""
+    from scimflow.commands.rules_cmd import diff
+
+    _exit(diff(old, new, config=config, as_json=as_json, limit=limit))
 
 
 @links_app.command("export")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scimflow.plan._grace import pending_section
+from scimflow.rules_diff import rules_change_lines
 from scimflow.vocab import COUNT_KEYS, GROUP_ACTIONS, GROUP_COUNT_KEYS, ROW_ACTIONS
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ def preview_markdown(
     ]
     lines += _guardrail_lines(summary)
     lines += cost_lines(plan_dir)  # the apply's requests and expected duration (cost.json, scimflow/plan/_cost.py)
+    lines += rules_change_lines(plan_dir)  # the rules changed since the last applied run: say so
     lines += pending_section(summary, plan_dir)  # a grace period's pending retirements (plan/_grace.py)
     lines += ["", "| action | count |", "|---|---:|"]
     lines += [f"| {a} | {int(summary.get(a, 0))} |" for a in COUNT_KEYS]
