@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.flows.flowkit import FIXTURES, WIDE, Tenant, worked_example_tenant
+from tests.flows.memory_writer import MemoryWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +26,16 @@ def scimflow(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
     return subprocess.run(
         [sys.executable, "-m", "scimflow", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, input=""
     )
+
+
+def in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``scimflow ARGS`` through the CLI in this process (quicker than a child process; no terminal)."""
+    from typer.testing import CliRunner
+
+    from scimflow.cli import app
+
+    result = CliRunner().invoke(app, list(args), input="")
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 def plan_hash(out: Path) -> str:
@@ -65,11 +76,11 @@ def test_undo_of_the_worked_example_restores_the_snapshot_except_a_user_changed_
 
     before = worked.so_snapshot()
     out = tmp_path / "plan"
-    assert scimflow("plan", "--config", str(worked.config), "--out", str(out)).returncode == 2
+    assert in_process("plan", "--config", str(worked.config), "--out", str(out)).returncode == 2
     h = plan_hash(out)
-    done = scimflow("apply", str(out), "--config", str(worked.config), "--approve", h, "--direct")
+    done = in_process("apply", str(out), "--config", str(worked.config), "--approve", h, "--direct")
     assert done.returncode == 0, done.stdout + done.stderr
-    journal = scimflow("journal", "--config", str(worked.config), "--plan", h[:12], "--json")
+    journal = in_process("journal", "--config", str(worked.config), "--plan", h[:12], "--json")
     (run_id,) = {r["run_id"] for r in json.loads(journal.stdout)}
 
     per = _by_name(worked.so_snapshot())["per.berg@contoso.com"]
@@ -100,7 +111,7 @@ def test_undo_of_the_worked_example_restores_the_snapshot_except_a_user_changed_
     assert undo_hash[:12] in proc.stderr
 
     wrong = ("0" if undo_hash[0] != "0" else "1") + undo_hash[1:]
-    refused = scimflow("apply", str(undo_dir), "--config", str(worked.config), "--approve", wrong, "--direct")
+    refused = in_process("apply", str(undo_dir), "--config", str(worked.config), "--approve", wrong, "--direct")
     assert refused.returncode == 1 and worked.so_snapshot() == edited
 
     applied = scimflow("apply", str(undo_dir), "--config", str(worked.config), "--approve", undo_hash, "--direct")
@@ -115,7 +126,7 @@ def test_undo_of_the_worked_example_restores_the_snapshot_except_a_user_changed_
     assert now["per.berg@contoso.com"]["Deleted"] is False
     assert now["per.berg@contoso.com"]["Person"]["Title"] == "Chief HR Advisor"  # held: never overwritten
 
-    again = scimflow(
+    again = in_process(
         "undo", h[:8], "--config", str(worked.config), "--out", str(tmp_path / "again"), "--plans", str(tmp_path)
     )
     assert again.returncode == 2, again.stdout + again.stderr  # only per.berg is left, held
@@ -214,38 +225,157 @@ def _scim_snapshot(host: Any) -> dict[str, Any]:
         return dict(c.get("/_emulator/snapshot").json())
 
 
-def test_undo_on_a_scim_target_deactivates_the_created_users_except_one_changed_since(
+def _groups_of(snapshot: dict[str, Any], user_id: str) -> set[str]:
+    return {g["displayName"] for g in snapshot["groups"] if user_id in {m["value"] for m in g.get("members") or []}}
+
+
+def test_undo_on_a_scim_target_reverses_memberships_and_deactivates_created_users(
     scim_site: Any, tmp_path: Path
 ) -> None:
-    """On a SCIM target the undo of a first apply deactivates the users it created (never deletes them) and
-    holds the one whose title was changed in the SCIM service since."""
+    """On a SCIM target: undoing an update moves the computed-group memberships back (the inverse plan lists
+    the group rows); undoing the first apply deactivates the users it created (never deletes them) and holds
+    the one whose title was changed in the SCIM service since."""
     from scimflow.config import load_config
     from scimflow.connectors.scim import ScimClient
 
     config = str(scim_site.config_path)
-    out = tmp_path / "plan"
-    assert scimflow("plan", "--config", config, "--out", str(out)).returncode == 2
-    done = scimflow("apply", str(out), "--config", config, "--approve", plan_hash(out), "--direct")
+    first = tmp_path / "first"
+    assert in_process("plan", "--config", config, "--out", str(first)).returncode == 2
+    done = in_process("apply", str(first), "--config", config, "--approve", plan_hash(first), "--direct")
     assert done.returncode == 0, done.stdout + done.stderr
     users = {u["userName"].lower(): u for u in _scim_snapshot(scim_site)["users"]}
     assert len(users) == 3
-    kari = users["kari.nordmann@contoso.com"]
+    kari, per = users["kari.nordmann@contoso.com"], users["per.berg@contoso.com"]
+    kari_groups = _groups_of(_scim_snapshot(scim_site), kari["id"])
+    assert "scimflow:role:Manager" in kari_groups
+
+    ctx = ssl.create_default_context(cafile=str(scim_site.ca_bundle))
+    with httpx.Client(base_url=scim_site.graph_origin, verify=ctx, timeout=30) as graph:
+        graph.patch(f"/_emulator/users/{kari['externalId']}", json={"jobTitle": "Sales Rep"}).raise_for_status()
+    second = tmp_path / "second"
+    assert in_process("plan", "--config", config, "--out", str(second)).returncode == 2
+    done = in_process("apply", str(second), "--config", config, "--approve", plan_hash(second), "--direct")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "scimflow:role:Sales" in _groups_of(_scim_snapshot(scim_site), kari["id"])
+
+    back = tmp_path / "undo-second"
+    proc = in_process("undo", plan_hash(second), "--config", config, "--out", str(back), "--plans", str(second))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    rows = {(r["action"], r["key"]): r for r in jsonl_rows(back)}
+    update = rows[("update", "kari.nordmann@contoso.com")]
+    assert update["changes"]["role"] == {"from": "Sales", "to": "Manager"} and update["associate_id"] == kari["id"]
+    manager = rows[("update_group", "scimflow:role:Manager")]["changes"]
+    assert manager == {"members_added": {"from": None, "to": ["kari.nordmann@contoso.com"]}}
+    assert rows[("update_group", "scimflow:role:Sales")]["changes"]["members_removed"]["from"] == [
+        "kari.nordmann@contoso.com"
+    ]
+    done = in_process("apply", str(back), "--config", config, "--approve", plan_hash(back), "--direct")
+    assert done.returncode == 0, done.stdout + done.stderr
+    now = _scim_snapshot(scim_site)
+    assert _groups_of(now, kari["id"]) == kari_groups
+    assert next(u for u in now["users"] if u["id"] == kari["id"])["title"] == "Sales Manager"
+
     cfg = load_config(scim_site.config_path)
     with ScimClient(cfg.require_scim(), ca_bundle=cfg.ca_bundle) as client:
-        current = {"title": kari.get("title")}
-        client.patch_user(kari["id"], {"title": "Head of Sales"}, current)
-
-    undo_dir = tmp_path / "undo"
-    proc = scimflow("undo", plan_hash(out)[:12], "--config", config, "--out", str(undo_dir), "--plans", str(out))
+        client.patch_user(per["id"], {"title": "Head of HR"}, {"title": per.get("title")})
+    undo_dir = tmp_path / "undo-first"
+    proc = in_process("undo", plan_hash(first)[:12], "--config", config, "--out", str(undo_dir), "--plans", str(first))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     rows = {r["key"]: r for r in jsonl_rows(undo_dir)}
-    assert rows["kari.nordmann@contoso.com"]["action"] == "conflict"
-    assert {rows[k]["action"] for k in ("ola.hansen@contoso.com", "per.berg@contoso.com")} == {"retire"}
+    assert rows["per.berg@contoso.com"]["action"] == "conflict" and "title" in rows["per.berg@contoso.com"]["reason"]
+    assert {rows[k]["action"] for k in ("ola.hansen@contoso.com", "kari.nordmann@contoso.com")} == {"retire"}
     assert all(isinstance(r["associate_id"], str) for r in rows.values())
-    applied = scimflow("apply", str(undo_dir), "--config", config, "--approve", plan_hash(undo_dir), "--direct")
+    applied = in_process("apply", str(undo_dir), "--config", config, "--approve", plan_hash(undo_dir), "--direct")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     snap = {u["userName"].lower(): u for u in _scim_snapshot(scim_site)["users"]}
     assert len(snap) == 3  # never deleted
-    assert snap["ola.hansen@contoso.com"]["active"] is False and snap["per.berg@contoso.com"]["active"] is False
-    assert snap["kari.nordmann@contoso.com"].get("active", True) is True
-    assert snap["kari.nordmann@contoso.com"]["title"] == "Head of Sales"
+    assert snap["ola.hansen@contoso.com"]["active"] is False and snap["kari.nordmann@contoso.com"]["active"] is False
+    assert snap["per.berg@contoso.com"].get("active", True) is True
+    assert snap["per.berg@contoso.com"]["title"] == "Head of HR"  # held: never overwritten
+
+
+# --- the core on a real store, through the writer protocol (an in-memory target) ----------------------
+
+
+def _memory_config(tmp_path: Path, target: str = "scim") -> Any:
+    """A config whose target is never contacted (the writer is passed in; no secret is read)."""
+    from scimflow.config import Config
+
+    data: dict[str, Any] = {
+        "entra": {"tenant_id": "t.example", "client_id": "c", "client_secret": "env:UNUSED_SECRET"},
+        "state_url": f"sqlite:///{tmp_path}/state/state.db",
+        "out_dir": str(tmp_path / "out"),
+        "guardrails": {"max_changes": 1, "max_retire": "100%"},
+    }
+    if target == "scim":
+        data.update(target="scim", scim={"base_url": "https://scim.example/v2", "token": "env:UNUSED_TOKEN"})
+    else:
+        data["superoffice"] = {
+            "webapi_url": "https://so.example/Cust1",
+            "login_url": "https://so.example/login",
+            "context_identifier": "Cust1",
+            "client_secret": "env:UNUSED",
+            "system_user_token": "env:UNUSED",
+            "private_key": "env:UNUSED",
+        }
+    return Config.model_validate(data)
+
+
+def test_build_undo_reverses_only_applied_rows_and_judges_each_against_today(tmp_path: Path) -> None:
+    """Through the writer protocol on a real store: applied rows are reversed, a held row is not, a user back
+    as before needs nothing, a user changed since is a conflict row, and the budgets hold the classes over them."""
+    from scimflow.apply import apply_plan, plan_file_hash
+    from scimflow.state import StateStore
+    from scimflow.undo import UndoError, build_undo
+
+    cfg = _memory_config(tmp_path)
+    writer = MemoryWriter(
+        {
+            "m1": {"user_name": "ann@x", "title": "Old", "active": True},
+            "m2": {"user_name": "bob@x", "active": True},
+            "m3": {"user_name": "cid@x", "active": False},
+            "m4": {"user_name": "eve@x", "title": "A", "active": True},
+        }
+    )
+    rows = [
+        {"action": "update", "key": "ann@x", "associate_id": "m1", "changes": {"title": {"from": "Old", "to": "New"}}},
+        {"action": "retire", "key": "bob@x", "associate_id": "m2", "changes": {"active": {"from": True, "to": False}}},
+        {"action": "reactivate", "key": "cid@x", "associate_id": "m3", "changes": {"active": {"from": False, "to": True}}},
+        {"action": "create", "key": "dan@x", "associate_id": None, "changes": {"user_name": {"from": None, "to": "dan@x"}, "title": {"from": None, "to": "T"}}},
+        {"action": "update", "key": "eve@x", "associate_id": "m4", "changes": {"title": {"from": "A", "to": "B"}}},
+    ]  # fmt: skip
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    lines = [
+        json.dumps({"entra_id": None, "rules": [], "reason": None, **r}, sort_keys=True, separators=(",", ":"))
+        for r in rows
+    ]
+    (folder / "plan.jsonl").write_text("".join(line + "\n" for line in lines))
+    h = plan_file_hash(folder)
+    (folder / "summary.json").write_text(json.dumps({"plan_hash": h}))
+    with StateStore(cfg.state_url) as store:
+        apply_plan(cfg, store, folder, h, writer=writer, hold_users=["eve@x"])
+        dan = next(uid for uid, u in writer.users.items() if u["user_name"] == "dan@x")
+        writer.users[dan]["title"] = "Changed by hand"
+        writer.users["m2"]["active"] = True  # bob is back already
+
+        result = build_undo(cfg, store, h[:10], out=tmp_path / "undo", plans=[folder], writer=writer)
+        got = {r["key"]: r for r in jsonl_rows(result.out)}
+        assert got["ann@x"]["action"] == "update" and got["ann@x"]["changes"] == {"title": {"from": "New", "to": "Old"}}
+        assert got["cid@x"]["action"] == "retire" and got["cid@x"]["changes"] == {"active": {"from": True, "to": False}}
+        assert got["dan@x"]["action"] == "conflict" and "title" in got["dan@x"]["reason"]
+        assert "bob@x" not in got and "eve@x" not in got
+        assert result.already == ["bob@x"] and result.not_applied == {"held": 1}
+        assert [(x.key, x.why, x.fields) for x in result.held] == [("dan@x", "drifted", ("title",))]
+        summary = json.loads((result.out / "summary.json").read_text())
+        assert (summary["update"], summary["retire"], summary["conflict"], summary["unchanged"]) == (1, 1, 1, 1)
+        assert summary["plan_hash"] == plan_file_hash(result.out) == result.plan_hash
+        assert summary["guardrails"]["verdict"] == "over_budget"  # 2 changes, max_changes 1
+        assert writer.users["m1"]["title"] == "New"  # undo wrote nothing
+
+        with pytest.raises(UndoError, match="applied to a scim target"):
+            build_undo(
+                _memory_config(tmp_path, "superoffice"), store, h, out=tmp_path / "x", plans=[folder], writer=writer
+            )
+        with pytest.raises(UndoError, match="are not in"):
+            build_undo(cfg, store, h, out=tmp_path / "y", writer=writer)
