@@ -32,6 +32,7 @@ from scimflow.state import StateStore
 FIXTURES = Path(__file__).parent / "fixtures"
 SARA = "6f1c0003-2b3a-4c5d-9e8f-0a1b2c3d0003"  # disabled in the worked example: its one retirement
 DAY0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+DUE = dt.datetime(2026, 12, 8, tzinfo=dt.UTC)  # 7d from a run on 1 December: due from the start of 8 December
 WIDE = Guardrails(max_retire="100%", max_changes=500, min_source_users=1)
 
 
@@ -140,7 +141,7 @@ def test_leaver_in_grace_is_pending_with_its_date(tmp_path: Path, store: StateSt
     assert pending == [
         {
             "associate_id": 12,
-            "due": "2026-12-08T09:00:00Z",
+            "due": "2026-12-08T00:00:00Z",
             "entra_id": SARA,
             "first_seen": "2026-12-01T09:00:00Z",
             "key": "sara.lind@contoso.com",
@@ -151,12 +152,10 @@ def test_leaver_in_grace_is_pending_with_its_date(tmp_path: Path, store: StateSt
     assert summary["pending_retire"] == 1 and summary["retire"] == 0
     md = preview_markdown(summary, [], plan_dir=out)
     section = md[md.index("Pending retirement") :]
-    assert md_text("sara.lind@contoso.com") in section and md_text("2026-12-08T09:00:00Z") in section
+    assert md_text("sara.lind@contoso.com") in section and md_text("2026-12-08T00:00:00Z") in section
     stored = store.pending_retirements()
     assert stored.schema == PENDING_SCHEMA
-    assert stored.select("partner_id", "key", "due").rows() == [
-        ("12", "sara.lind@contoso.com", DAY0 + dt.timedelta(days=7))
-    ]
+    assert stored.select("partner_id", "key", "due").rows() == [("12", "sara.lind@contoso.com", DUE)]
 
 
 def test_without_grace_the_plan_files_are_as_before(tmp_path: Path, store: StateStore) -> None:
@@ -192,7 +191,7 @@ def test_still_gone_before_the_date_stays_pending_with_the_first_date(tmp_path: 
     """A later run before the date keeps the entry's first-seen time (the clock is not restarted)."""
     rules = grace_rules(tmp_path)
     plan_at(rules, store, DAY0)
-    plan, _ = plan_at(rules, store, DAY0 + dt.timedelta(days=6, hours=23))
+    plan, _ = plan_at(rules, store, DUE - dt.timedelta(seconds=1))
     assert plan.counts["pending_retire"] == 1 and plan.counts["retire"] == 0
     assert store.pending_retirements().get_column("first_seen").to_list() == [DAY0]
 
@@ -205,7 +204,7 @@ def test_due_retirement_is_a_retire_row_through_the_guardrails(tmp_path: Path, s
     plan = build_plan(entra, so, ref, rules, None, pending=store.pending_retirements(), now=DAY0 + dt.timedelta(days=8))
     row = rows_by_key(plan)["sara.lind@contoso.com"]
     assert row["action"] == "retire" and row["changes"] == {"active": {"from": True, "to": False}}
-    assert "grace period (7d) ended 2026-12-08 09:00 UTC" in row["reason"]
+    assert "grace period (7d) ended 2026-12-08 00:00 UTC" in row["reason"]
     assert "pending since 2026-12-01" in row["reason"]
     assert plan.counts["retire"] == 1 and plan.counts["pending_retire"] == 0
     tight = evaluate_guardrails(plan, Guardrails(max_retire=0, max_changes=500, min_source_users=1), entra.height)
@@ -214,6 +213,14 @@ def test_due_retirement_is_a_retire_row_through_the_guardrails(tmp_path: Path, s
     assert store.pending_retirements().get_column("key").to_list() == ["sara.lind@contoso.com"]
     assert store.drop_pending(["12"]) == 1
     assert store.pending_retirements().is_empty()
+
+
+def test_a_period_in_days_falls_due_on_its_day_whatever_the_hour(tmp_path: Path, store: StateStore) -> None:
+    """First seen at 09:00, a 7d period is due to the run at 08:59 seven days later (a nightly run's jitter)."""
+    rules = grace_rules(tmp_path)
+    plan_at(rules, store, DAY0)
+    plan, _ = plan_at(rules, store, DAY0 + dt.timedelta(days=7, minutes=-1))
+    assert rows_by_key(plan)["sara.lind@contoso.com"]["action"] == "retire"
 
 
 def test_remove_plan_with_grace_removes_the_plan_when_due(tmp_path: Path, store: StateStore) -> None:
@@ -308,7 +315,7 @@ def test_pending_entries_on_postgresql(tmp_path: Path, postgres_url: str) -> Non
     with StateStore(postgres_url) as s:
         got = s.pending_retirements()
         assert got.schema == PENDING_SCHEMA
-        assert got.select("partner_id", "first_seen", "due").rows() == [("12", DAY0, DAY0 + dt.timedelta(days=7))]
+        assert got.select("partner_id", "first_seen", "due").rows() == [("12", DAY0, DUE)]
         plan_at(rules, s, DAY0 + dt.timedelta(days=1), sara_enabled=True)
         assert s.pending_retirements().is_empty()
         plan_at(rules, s, DAY0 + dt.timedelta(days=2))

@@ -4,7 +4,8 @@ The planner plans deprovisioning as it always does (a ``retire`` row per linked 
 is disabled, out of scope or gone); :func:`with_grace` then holds those rows back until they fall due:
 
 - A retire row whose partner has no stored pending entry becomes **pending**: first seen now, due at
-  ``now + after``. It is not a plan row (``plan.jsonl`` lists only what the apply will do); it is listed in
+  ``now + after`` (a period in whole days from the start of that UTC day, so that runs at about the same time
+  each night retire on the day the period ends, whatever their seconds). It is not a plan row (``plan.jsonl`` lists only what the apply will do); it is listed in
   ``pending.jsonl`` and counted as ``pending_retire`` (and as ``unchanged``: nothing is written for it).
 - A retire row whose entry is due (``first seen + after <= now``) stays an ordinary ``retire`` row, its reason
   naming the grace period and the dates, and goes through the guardrails like any other.
@@ -163,7 +164,10 @@ def with_grace(plan: Plan, rules: RuleSet, pending: pl.DataFrame | None, now: dt
     timed = candidates.join(stored.select("partner_id", "first_seen"), on="partner_id", how="left").with_columns(
         pl.col("first_seen").fill_null(pl.lit(now, dtype=_UTC))
     )
-    timed = timed.with_columns((pl.col("first_seen") + pl.lit(after)).alias("due"))
+    # a period in days falls due at the start of its UTC day, so a nightly run a few seconds earlier than the
+    # first one still retires on the day (7d is never 8 nights); a period in hours falls due to the hour
+    start = pl.col("first_seen").dt.truncate("1d") if after % dt.timedelta(days=1) == dt.timedelta(0) else None
+    timed = timed.with_columns(((start if start is not None else pl.col("first_seen")) + pl.lit(after)).alias("due"))
     waiting = timed.filter(pl.col("due") > pl.lit(now, dtype=_UTC))
     due = timed.filter(pl.col("due") <= pl.lit(now, dtype=_UTC))
     # only the retire rows are touched: find them once by position (the plan's order is kept)

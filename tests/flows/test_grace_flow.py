@@ -1,0 +1,105 @@
+"""Grace-period deprovisioning end to end: the worked example on the emulators (HTTPS), planned by the pipeline at
+times the test chooses, applied by the apply engine through the SuperOffice writer, kept in a real SQLite store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+from flowkit import FIXTURES, Tenant
+
+from scimflow import pipeline
+from scimflow.apply import apply_plan
+from scimflow.config import load_config
+from scimflow.plan._grace import read_pending
+
+SARA = "6f1c0003-2b3a-4c5d-9e8f-0a1b2c3d0003"  # disabled in the worked example
+SARA_KEY = "sara.lind@contoso.com"
+DAY0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+MAKE_RETIRED = "POST Agents/User/MakeRetired"  # the emulator's label of the one retire request
+
+
+def _grace_rules(folder: Path) -> Path:
+    path = folder / "grace-rules.yaml"
+    text = (FIXTURES / "rules.yaml").read_text()
+    path.write_text(text.replace("deprovision: retire\n", "deprovision: {action: retire, after: 7d}\n"))
+    return path
+
+
+def _plan(tenant: Tenant, rules: Path, out: Path, now: dt.datetime) -> pipeline.PlanOutcome:
+    """``scimflow plan``'s stages at ``now`` (each run opens the store afresh, as a new process would)."""
+    outcome, _, _ = pipeline.run_plan_stages(load_config(tenant.config), rules=rules, out=out, full=True, now=now)
+    return outcome
+
+
+def _apply(tenant: Tenant, outcome: pipeline.PlanOutcome) -> Any:
+    config = load_config(tenant.config)
+    with pipeline.open_store(config) as store:
+        return apply_plan(config, store, outcome.out, outcome.plan_hash, matched_pairs=outcome.plan.matched_pairs)
+
+
+def _pending_keys(tenant: Tenant) -> list[str]:
+    with pipeline.open_store(load_config(tenant.config)) as store:
+        return store.pending_retirements().get_column("key").to_list()
+
+
+def _sara_retired(tenant: Tenant) -> bool:
+    (sara,) = tenant.users_by_name()[SARA_KEY]
+    return bool(sara["Deleted"])
+
+
+def _plan_rows(outcome: pipeline.PlanOutcome) -> dict[str, dict[str, Any]]:
+    lines = (outcome.out / "plan.jsonl").read_text().splitlines()
+    return {r["key"]: r for r in (json.loads(line) for line in lines)}
+
+
+def test_leaver_waits_out_the_grace_period_then_is_retired(worked_example: Tenant, tmp_path: Path) -> None:
+    """Day 0: pending, not retired by the apply; no apply until day 8 (a crash in between loses nothing);
+    day 8: an ordinary retire row, applied through MakeRetired, and the entry is gone."""
+    rules = _grace_rules(tmp_path)
+    day0 = _plan(worked_example, rules, tmp_path / "day0", DAY0)
+    assert day0.summary["pending_retire"] == 1 and day0.summary["retire"] == 0
+    assert SARA_KEY not in _plan_rows(day0)
+    assert [(p["key"], p["due"]) for p in read_pending(day0.out)] == [(SARA_KEY, "2026-12-08T00:00:00Z")]
+    report = _apply(worked_example, day0)
+    assert report.failed == 0 and report.applied == 3  # two creates and an update; Sara untouched
+    assert not _sara_retired(worked_example)
+    assert _pending_keys(worked_example) == [SARA_KEY]
+
+    day5 = _plan(worked_example, rules, tmp_path / "day5", DAY0 + dt.timedelta(days=5))
+    assert day5.summary["pending_retire"] == 1 and day5.row_count == 0  # planned, never applied: "crashed"
+
+    day8 = _plan(worked_example, rules, tmp_path / "day8", DAY0 + dt.timedelta(days=8))
+    row = _plan_rows(day8)[SARA_KEY]
+    assert row["action"] == "retire" and "grace period (7d) ended 2026-12-08" in row["reason"]
+    assert day8.verdict_name == "ok"
+    worked_example.so_reset_counters()
+    report = _apply(worked_example, day8)
+    assert report.failed == 0 and report.applied == 1
+    assert _sara_retired(worked_example)
+    assert worked_example.so_stats()["endpoints"].get(MAKE_RETIRED) == 1
+    assert _pending_keys(worked_example) == []
+
+
+def test_returner_is_cancelled_and_never_retired(worked_example: Tenant, tmp_path: Path) -> None:
+    """Sara is enabled again in Entra on day 2: the entry is cancelled and no MakeRetired is ever sent."""
+    rules = _grace_rules(tmp_path)
+    _apply(worked_example, _plan(worked_example, rules, tmp_path / "day0", DAY0))
+    assert _pending_keys(worked_example) == [SARA_KEY]
+    ctx = ssl.create_default_context(cafile=str(worked_example.host.ca_bundle))
+    with httpx.Client(base_url=worked_example.host.graph_origin, verify=ctx, timeout=30) as graph:
+        graph.patch(f"/_emulator/users/{SARA}", json={"accountEnabled": True}).raise_for_status()
+    worked_example.so_reset_counters()
+    day2 = _plan(worked_example, rules, tmp_path / "day2", DAY0 + dt.timedelta(days=2))
+    assert day2.summary["pending_retire"] == 0
+    assert _plan_rows(day2).get(SARA_KEY, {}).get("action") != "retire"
+    assert _pending_keys(worked_example) == []
+    _apply(worked_example, day2)
+    day9 = _plan(worked_example, rules, tmp_path / "day9", DAY0 + dt.timedelta(days=9))
+    assert SARA_KEY not in _plan_rows(day9)
+    assert MAKE_RETIRED not in worked_example.so_stats()["endpoints"]
+    assert not _sara_retired(worked_example)
