@@ -466,7 +466,7 @@ def plan_with_store(
         now=now or dt.datetime.now(dt.UTC),  # the time of this run: grace periods are counted from it
     )
     save_grace(store, outcome.plan, outcome.verdict)  # pending retirements, recorded as the plan is saved
-    note_rules_change(config, rules, store, so, validated, outcome, narrowed=user is not None)
+    note_rules_change(config, rules, store, so, validated, outcome, narrowed=user is not None, now=now)
     return outcome
 
 

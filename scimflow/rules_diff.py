@@ -20,6 +20,7 @@ run's, leaves a copy of the old rules and a short note in the plan folder that t
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
@@ -254,19 +255,40 @@ def diff_plans(old: Plan, new: Plan, scope: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _plan_for(config: Config, rules: RuleSet, target: TargetExtract, validated: Validated, links: pl.DataFrame) -> Plan:
+@dataclass(frozen=True)
+class _Inputs:
+    """What both plans share: one extract, the links, the pending retirements (a grace period's) and the time."""
+
+    config: Config
+    target: TargetExtract
+    validated: Validated
+    links: pl.DataFrame
+    pending: pl.DataFrame | None = None
+    now: dt.datetime | None = None
+
+
+def _plan_for(rules: RuleSet, i: _Inputs) -> Plan:
     """The planner :func:`scimflow.pipeline.plan` runs for this target, without writing anything."""
     from scimflow.pipeline import ScimExtract
     from scimflow.plan import build_plan, plan_scim
 
-    if isinstance(target, ScimExtract):
-        prefix = config.require_scim().group_prefix
+    v = i.validated
+    if isinstance(i.target, ScimExtract):
+        prefix = i.config.require_scim().group_prefix
+        groups = i.target.groups
         return plan_scim(
-            validated.entra_all, validated.superoffice, target.groups, rules, links, validated.quarantine, prefix=prefix
+            v.entra_all,
+            v.superoffice,
+            groups,
+            rules,
+            i.links,
+            v.quarantine,
+            prefix=prefix,
+            pending=i.pending,
+            now=i.now,
         )
-    return build_plan(
-        validated.entra_all, validated.superoffice, target.reference, rules, links, quarantine=validated.quarantine
-    )
+    ref = i.target.reference
+    return build_plan(v.entra_all, v.superoffice, ref, rules, i.links, v.quarantine, pending=i.pending, now=i.now)
 
 
 def diff_rule_sets(
@@ -277,16 +299,17 @@ def diff_rule_sets(
     validated: Validated,
     links: pl.DataFrame,
     *,
-    new_plan: Plan | None = None,
+    pending: pl.DataFrame | None = None,
+    now: dt.datetime | None = None,
 ) -> RulesDiff:
-    """Plan ``old`` and ``new`` against one extract and compare (``new_plan``: already planned, reused).
+    """Plan ``old`` and ``new`` against one extract (with the same pending retirements and time) and compare.
 
     Raises:
         RuleError: a rule set does not compile against this tenant (e.g. an ambiguous group name).
     """
-    old_plan = _plan_for(config, old, target, validated, links)
-    planned = new_plan if new_plan is not None else _plan_for(config, new, target, validated, links)
-    users = diff_plans(old_plan, planned, scope_frame(old, new, validated.entra_all))
+    inputs = _Inputs(config, target, validated, links, pending, now or dt.datetime.now(dt.UTC))
+    old_plan, new_plan = _plan_for(old, inputs), _plan_for(new, inputs)
+    users = diff_plans(old_plan, new_plan, scope_frame(old, new, validated.entra_all))
     return RulesDiff(users=users, evaluated=validated.entra_all.height)
 
 
@@ -328,6 +351,7 @@ def diff_rules_live(config: Config, old_path: Path, new_path: Path) -> RulesDiff
         entra = extract_entra(config, store)
         target = extract_target(config, store, entra)
         string_ids = isinstance(target, ScimExtract)
+        pending = store.pending_retirements() if store is not None else None
         if store is not None:
             links = store.links(string_ids=string_ids)
         else:
@@ -336,7 +360,7 @@ def diff_rules_live(config: Config, old_path: Path, new_path: Path) -> RulesDiff
         if store is not None:
             store.close()
     validated = validate_extracts(entra, target)
-    d = diff_rule_sets(config, old, new, target, validated, links)
+    d = diff_rule_sets(config, old, new, target, validated, links, pending=pending)
     return RulesDiff(users=d.users, old_hash=old_hash, new_hash=new_hash, evaluated=d.evaluated)
 
 
@@ -352,6 +376,7 @@ def note_rules_change(
     outcome: PlanOutcome,
     *,
     narrowed: bool = False,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any] | None:
     """Record the plan's rules (hash and text) in ``store``; when they differ from the last applied run's,
     write that run's rules beside the plan (:data:`PREVIOUS_RULES_FILE`) and the note the preview shows
@@ -378,7 +403,8 @@ def note_rules_change(
         try:
             old = parse_rules(last.text, source=str(copy))
             links = store.links(string_ids=isinstance(target, ScimExtract))
-            d = diff_rule_sets(config, old, rules, target, validated, links, new_plan=outcome.plan)
+            pending = store.pending_retirements()
+            d = diff_rule_sets(config, old, rules, target, validated, links, pending=pending, now=now)
             users = d.users.height
         except ScimflowError:
             users = None
