@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from scimflow.undo._groups import group_names, group_rows
 from scimflow.undo._inverse import inverse_of, judge
 from scimflow.undo._source import (
     APPLIED,
@@ -137,34 +138,23 @@ def _decide(
 
 
 def _group_rows(
-    config: Config, rows: list[dict[str, Any]], records: Mapping[str, Mapping[str, Any]], frame: pl.DataFrame
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """A SCIM target's group rows following from the inverse user rows (as :func:`scimflow.plan.plan_scim`)."""
-    from scimflow.computed_groups import groups_for
+    config: Config, rows: list[dict[str, Any]], records: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """A SCIM target's group rows following from the inverse user rows (:mod:`._groups`); the groups they
+    name are looked up by ``displayName`` (one request each) to tell ``update_group`` from ``create_group``."""
     from scimflow.connectors.scim import ScimClient
-    from scimflow.plan._scim import group_changes
-    from scimflow.rules import ELEMENTS
 
     scim = config.require_scim()
-    names: set[str] = set()
-    for r in rows:
-        for change in json.loads(r["changes"]).items():
-            if change[0] in ELEMENTS:
-                names |= groups_for(scim.group_prefix, {change[0]: change[1].get("to")})
-                names |= groups_for(scim.group_prefix, {change[0]: change[1].get("from")})
-    users = pl.DataFrame(
-        [{"partner_id": pid, "groups": list(rec.get("groups") or [])} for pid, rec in records.items()],
-        schema={"partner_id": pl.String, "groups": pl.List(pl.String)},
-    )
-    found: list[dict[str, str]] = []
+    names = group_names(rows, scim.group_prefix)
+    existing: dict[str, str] = {}
     if names:
         with ScimClient(scim, ca_bundle=config.ca_bundle) as client:
             for name in sorted(names):
                 group = client.find_group(name)
                 if group is not None and group.get("id"):
-                    found.append({"display_name": name, "partner_id": str(group["id"])})
-    groups = pl.DataFrame(found, schema={"display_name": pl.String, "partner_id": pl.String})
-    return group_changes(frame, users, groups, scim.group_prefix)
+                    existing[name] = str(group["id"])
+    current = {pid: list(rec.get("groups") or []) for pid, rec in records.items()}
+    return group_rows(rows, current, existing, scim.group_prefix)
 
 
 def _frame(rows: list[dict[str, Any]], target: str) -> pl.DataFrame:
@@ -213,7 +203,7 @@ def build_undo(
     held: list[Held] = []
     already: list[str] = []
     counts = dict.fromkeys(COUNT_KEYS, 0)
-    group_frame: pl.DataFrame | None = None
+    groups: list[dict[str, Any]] = []
     if any(s in APPLIED for s in statuses.values()):
         source = find_plan_folder(undone, search_folders(config, resolved, plans))
         plan_rows = read_plan_rows(source)
@@ -225,15 +215,12 @@ def build_undo(
                 stack.callback(writer.close)
             rows, held, already, records = _decide(config, undone, applied, writer)
         if target == "scim":
-            group_frame, group_counts = _group_rows(config, rows, records, _frame([dict(r) for r in rows], target))
+            groups, group_counts = _group_rows(config, rows, records)
             counts.update(group_counts)
     for r in rows:
         counts[r["action"]] = counts.get(r["action"], 0) + 1
     counts["unchanged"] = len(already)
-    frame = _frame(rows, target)
-    if group_frame is not None and group_frame.height:
-        frame = pl.concat([frame, group_frame])
-    frame = frame.sort("key", "entra_id", nulls_last=False)
+    frame = _frame([*rows, *groups], target).sort("key", "entra_id", nulls_last=False)
     linked = store.links(string_ids=True).height
     plan = Plan(rows=frame, counts=counts, managed_active=linked, managed=linked)
     verdict = evaluate_guardrails(plan, config.guardrails, config.guardrails.min_source_users, None)
