@@ -359,7 +359,8 @@ def test_build_undo_reverses_only_applied_rows_and_judges_each_against_today(tmp
         writer.users[dan]["title"] = "Changed by hand"
         writer.users["m2"]["active"] = True  # bob is back already
 
-        result = build_undo(cfg, store, h[:10], out=tmp_path / "undo", plans=[folder], writer=writer)
+        result = build_undo(cfg, store, h[:10], plans=[folder], writer=writer)
+        assert result.out.parent == tmp_path / "out" and result.out.name.endswith(f"-undo-{h[:8]}")
         got = {r["key"]: r for r in jsonl_rows(result.out)}
         assert got["ann@x"]["action"] == "update" and got["ann@x"]["changes"] == {"title": {"from": "New", "to": "Old"}}
         assert got["cid@x"]["action"] == "retire" and got["cid@x"]["changes"] == {"active": {"from": True, "to": False}}
@@ -372,6 +373,11 @@ def test_build_undo_reverses_only_applied_rows_and_judges_each_against_today(tmp
         assert summary["plan_hash"] == plan_file_hash(result.out) == result.plan_hash
         assert summary["guardrails"]["verdict"] == "over_budget"  # 2 changes, max_changes 1
         assert writer.users["m1"]["title"] == "New"  # undo wrote nothing
+
+        apply_plan(cfg, store, result.out, result.plan_hash, writer=writer)  # the inverse plan is an ordinary plan
+        assert (writer.users["m1"]["title"], writer.users["m3"]["active"]) == ("Old", False)
+        redo = build_undo(cfg, store, result.plan_hash[:8], out=tmp_path / "redo", writer=writer)  # found in out_dir
+        assert {(r["action"], r["key"]) for r in jsonl_rows(redo.out)} == {("update", "ann@x"), ("reactivate", "cid@x")}
 
         with pytest.raises(UndoError, match="applied to a scim target"):
             build_undo(
