@@ -253,7 +253,7 @@ def pending_lines(summary: Mapping[str, Any], pending: Sequence[Mapping[str, Any
 
     if PENDING_COUNT not in summary and not pending:
         return []
-    total = int(summary.get(PENDING_COUNT, len(pending)))
+    total = len(pending) or int(summary.get(PENDING_COUNT, 0))  # the file is the whole tenant's, even narrowed
     lines = [
         "",
         f"**Pending retirement** ({total}): retired on the first run after their date, through the guardrails; "

@@ -103,3 +103,60 @@ def test_returner_is_cancelled_and_never_retired(worked_example: Tenant, tmp_pat
     assert SARA_KEY not in _plan_rows(day9)
     assert MAKE_RETIRED not in worked_example.so_stats()["endpoints"]
     assert not _sara_retired(worked_example)
+
+
+def test_scim_target_leaver_is_deactivated_only_after_the_grace_period(tmp_path: Path) -> None:
+    """A SCIM target (rfc dialect): Sara, pushed while enabled, is disabled; pending for 7 days, then deactivated."""
+    from scimflow.connectors.graph import clear_app_cache
+    from scimflow.emulators.host import EmulatorHost
+
+    graph = json.loads((FIXTURES / "graph.json").read_text())
+    for user in graph["users"]:
+        if user["id"] == SARA:
+            user["accountEnabled"] = True
+    wide = {"max_retire": "100%", "max_changes": 500, "min_source_users": 1}
+    host = EmulatorHost(
+        graph, {}, tmp_path / "site", rules=FIXTURES / "rules.yaml", guardrails=wide, target="scim", scim_dialect="rfc"
+    ).start()
+    try:
+        config = load_config(host.config_path)
+        rules = _grace_rules(tmp_path)
+        ctx = ssl.create_default_context(cafile=str(host.ca_bundle))
+
+        def plan(name: str, now: dt.datetime) -> pipeline.PlanOutcome:
+            outcome, _, _ = pipeline.run_plan_stages(config, rules=rules, out=tmp_path / name, full=True, now=now)
+            return outcome
+
+        def apply(outcome: pipeline.PlanOutcome) -> Any:
+            with pipeline.open_store(config) as store:
+                return apply_plan(
+                    config, store, outcome.out, outcome.plan_hash, matched_pairs=outcome.plan.matched_pairs
+                )
+
+        def sara_active() -> bool:
+            with httpx.Client(base_url=host.target_origin, verify=ctx, timeout=30) as c:
+                users = c.get("/_emulator/snapshot").json()["users"]
+            (sara,) = [u for u in users if u["userName"].lower() == SARA_KEY]
+            return bool(sara.get("active", True))
+
+        assert apply(plan("push", DAY0 - dt.timedelta(days=1))).failed == 0
+        assert sara_active()
+        with httpx.Client(base_url=host.graph_origin, verify=ctx, timeout=30) as g:
+            g.patch(f"/_emulator/users/{SARA}", json={"accountEnabled": False}).raise_for_status()
+        day0 = plan("day0", DAY0)
+        assert day0.row_count == 0 and day0.summary["pending_retire"] == 1
+        (entry,) = read_pending(day0.out)
+        assert entry["key"] == SARA_KEY and entry["due"] == "2026-12-08T00:00:00Z"
+        assert isinstance(entry["associate_id"], str)  # the SCIM id
+        day8 = plan("day8", DAY0 + dt.timedelta(days=7))
+        row = _plan_rows(day8)[SARA_KEY]
+        assert row["action"] == "retire" and row["changes"] == {"active": {"from": True, "to": False}}
+        assert row["associate_id"] == entry["associate_id"]
+        report = apply(day8)
+        assert report.failed == 0 and report.applied == 1
+        assert not sara_active()
+        with pipeline.open_store(config) as store:
+            assert store.pending_retirements().is_empty()
+    finally:
+        clear_app_cache()
+        host.stop()
