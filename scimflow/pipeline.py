@@ -309,7 +309,9 @@ def plan(
 
     The planner always sees the whole tenant (a user gone from Entra is only seen that way); ``user``
     narrows the written plan to that one UPN afterwards. Source health (``min_source_users``,
-    ``max_source_drop`` against ``last_source_users``) is part of the verdict.
+    ``max_source_drop`` against ``last_source_users``) is part of the verdict. ``pending`` (the stored pending
+    retirements) and ``now`` (this run's time) serve a grace period (:mod:`scimflow.plan._grace`); recording the
+    plan's entries is the caller's (:func:`plan_with_store`).
     """
     from scimflow.plan import build_plan, evaluate_guardrails, plan_scim, write_plan_files
 
