@@ -23,6 +23,7 @@ from scimflow.plan._cost import (
     RoundTrips,
     cost_lines,
     cost_text,
+    cpu_stretch,
     estimate,
     read_cost,
 )
@@ -81,32 +82,39 @@ def test_cost_file_is_written_private_and_read_back(tmp_path: Path) -> None:
 
 
 def test_round_trips_median_of_reads_and_throttling(tmp_path: Path) -> None:
-    """RoundTrips times GETs only, and records 429 answers with their largest Retry-After and the pace after them."""
-    answers = iter([200, 200, 429, 200, 200, 200])
+    """RoundTrips times GETs only, prefers small answers, and records 429s with their Retry-After and the pace."""
+    answers = iter([200, 200, 429, 200, 200, 200, 200])
 
     def handler(request: httpx.Request) -> httpx.Response:
         code = next(answers)
-        return httpx.Response(code, headers={"Retry-After": "2"} if code == 429 else {})
+        if code == 429:
+            return httpx.Response(429, headers={"Retry-After": "2"})
+        return httpx.Response(200, content=b"x" * (100_000 if request.url.path == "/big" else 10))
 
     trips = RoundTrips()
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         trips.attach(client)
-        client.get("https://t.example/a")
+        client.get("https://t.example/big")
         client.post("https://t.example/b")
         for _ in range(4):
             client.get("https://t.example/c")
+        client.get("https://t.example/big")
     timing = trips.timing()
-    assert timing.reads == 4  # the POST and the 429 are not round trips of a read
+    assert timing.reads == 5  # the POST and the 429 are not round trips of a read
+    assert timing.small_reads == 3  # the two 100 kB answers are not samples of the round trip
     assert timing.throttled == 1 and timing.retry_after_s == 2.0
     assert timing.rtt_ms is not None and timing.rtt_ms >= 0
     assert timing.rate_rps is not None and timing.rate_rps > 0
 
 
 def test_estimate_model() -> None:
-    """requests / concurrency x rtt plus the fixed round trips; a throttled pace wins when it is slower."""
-    cost = estimate({"POST a": 800, "PATCH b": 0}, rtt_ms=20.0, concurrency=8)
+    """requests x (rtt / concurrency + client work) plus the fixed round trips; a throttled pace wins when slower."""
+    cost = estimate({"POST a": 800, "PATCH b": 0}, rtt_ms=20.0, concurrency=8, client_ms=0.5)
     assert cost.requests == {"POST a": 800}
-    assert cost.estimated_seconds == pytest.approx((100 + FIXED_ROUNDS) * 0.02)
+    assert cost.estimated_seconds == pytest.approx((100 + FIXED_ROUNDS) * 0.02 + 800 * 0.0005)
+    loaded = estimate({"POST a": 800}, rtt_ms=20.0, concurrency=8, client_ms=0.5, stretch=3.0)
+    assert loaded.estimated_seconds == pytest.approx((100 + FIXED_ROUNDS) * 0.02 + 800 * 0.0015)
+    assert cpu_stretch() >= 1.0
     slow = estimate({"POST a": 800}, rtt_ms=20.0, concurrency=8, rate_limit_rps=25.0)
     assert slow.estimated_seconds == pytest.approx(32.0)
     assert estimate({}, rtt_ms=20.0, concurrency=8).estimated_seconds == 0.0

@@ -7,10 +7,16 @@ Three parts, kept apart so that none can drift from what it describes:
   the apply will write (the classes the guardrails hold left out), cut into chunks as the engine cuts them.
 - **The round trip** is measured during this run's extract: :class:`RoundTrips` times every request of the
   target's reading client (an httpx event hook: request sent → answer's headers in) and gives the median of
-  its successful reads, with the 429 answers seen and their ``Retry-After`` (:class:`TargetTiming`, carried
-  in the extract's result).
+  its small successful reads (an answer of at most :data:`SMALL_READ_BYTES`: a reference list, a short page;
+  a page of a thousand users is mostly the server's work, which one user's write does not have), else of
+  all of them, with the 429 answers seen and their ``Retry-After`` (:class:`TargetTiming`, carried in the
+  extract's result).
 - **The duration** (:func:`estimate`): the apply keeps ``write_concurrency`` requests in flight, so its
-  requests take ``requests / concurrency x round trip``, plus the round trips that cannot overlap anything
+  requests take ``requests / concurrency x round trip``; the writer threads share one Python interpreter, so
+  each request's own client work (its body built, its answer parsed, its journal line) is done one at a time:
+  ``requests x`` :data:`CLIENT_MS_PER_REQUEST`, stretched by the share of a CPU this process gets at the
+  time of the extract (:func:`cpu_stretch`: a few milliseconds of busy work timed by the clock and by the
+  thread's CPU time; 1 on an idle machine); plus the round trips that cannot overlap anything
   (:data:`FIXED_ROUNDS`: logging in and reading the reference lists, the first chunk's re-read, the last
   chunk's read-back). When the extract was throttled, the rate it was served at caps that pace
   (``requests / rate``); neither SuperOffice nor the SCIM targets document a rate limit
@@ -29,7 +35,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +45,16 @@ if TYPE_CHECKING:
     from scimflow.apply import PlanRow, TargetView, Writer
 
 __all__ = [
+    "CLIENT_MS_PER_REQUEST",
     "COST_FILE",
     "FIXED_ROUNDS",
+    "SMALL_READ_BYTES",
     "Cost",
     "RoundTrips",
     "TargetTiming",
     "cost_lines",
     "cost_text",
+    "cpu_stretch",
     "estimate",
     "plan_cost",
     "read_cost",
@@ -57,6 +66,13 @@ COST_FILE = "cost.json"
 #: Round trips of an apply that overlap nothing: log in, the reference lists, the first chunk's re-read,
 #: the last chunk's read-back.
 FIXED_ROUNDS = 6
+#: The client's own work per request, done one thread at a time (the GIL), in ms: measured on the bench machine
+#: (AMD EPYC, quiet) as the apply's time per request beyond ``round trip / concurrency`` in ``make bench``'s write-
+#: bound runs (10,000 creates: 65 s for 20,162 requests at 8 x 21.5 ms, i.e. 0.5-0.6 ms each). Next to a real
+#: service's round trip (100 ms and more) it is small; next to the emulators' 20 ms it is a fifth of the figure.
+CLIENT_MS_PER_REQUEST = 0.6
+#: Reads whose answer declares at most this many bytes are the round trip's samples (when there are any).
+SMALL_READ_BYTES = 16 * 1024
 _T0 = "scimflow.sent_at"
 
 
@@ -68,12 +84,18 @@ class TargetTiming:
     rtt_ms: float | None = None
     #: Successful reads timed.
     reads: int = 0
+    #: Of which small (:data:`SMALL_READ_BYTES`): the samples of ``rtt_ms`` when there are any.
+    small_reads: int = 0
+    #: Median of every read, in ms (pages of many users included).
+    all_reads_ms: float | None = None
     #: Answers 429 (throttled).
     throttled: int = 0
     #: The largest ``Retry-After`` of those answers, in seconds.
     retry_after_s: float | None = None
     #: Successful requests per second from the first 429 on (the pace the target allowed), when throttled.
     rate_rps: float | None = None
+    #: Wall time over CPU time of a little busy work at the end of the extract (:func:`cpu_stretch`).
+    cpu_stretch: float = 1.0
 
 
 class RoundTrips:
@@ -89,7 +111,7 @@ class RoundTrips:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._reads: list[float] = []
+        self._reads: list[tuple[float, bool]] = []  # (seconds, small answer)
         self._ends: list[float] = []
         self._first_429: float | None = None
         self._throttled = 0
@@ -121,12 +143,16 @@ class RoundTrips:
             if status < 400:
                 self._ends.append(now)
                 if response.request.method == "GET" and isinstance(sent, float):
-                    self._reads.append(now - sent)
+                    size = response.headers.get("Content-Length", "")
+                    small = size.isdigit() and int(size) <= SMALL_READ_BYTES
+                    self._reads.append((now - sent, small))
 
     def timing(self) -> TargetTiming:
         """What was seen so far."""
         with self._lock:
-            rtt = statistics.median(self._reads) * 1000 if self._reads else None
+            every = [t for t, _ in self._reads]
+            small = [t for t, is_small in self._reads if is_small]
+            rtt = statistics.median(small or every) * 1000 if every else None
             rate = None
             if self._first_429 is not None:
                 after = [t for t in self._ends if t > self._first_429]
@@ -135,10 +161,30 @@ class RoundTrips:
             return TargetTiming(
                 rtt_ms=None if rtt is None else round(rtt, 2),
                 reads=len(self._reads),
+                small_reads=len(small),
+                all_reads_ms=round(statistics.median(every) * 1000, 2) if every else None,
                 throttled=self._throttled,
                 retry_after_s=self._retry_after,
                 rate_rps=None if rate is None else round(rate, 2),
+                cpu_stretch=cpu_stretch(),
             )
+
+
+def cpu_stretch(samples: int = 9, work_ms: float = 3.0) -> float:
+    """How much longer than its CPU time a piece of this process's Python work takes now: the median, over
+    ``samples`` runs of about ``work_ms`` of busy work, of wall time over the thread's CPU time (at least 1).
+
+    On an idle machine it is 1; when other processes (or this one's other threads) want the cores, the
+    writer threads' own work per request waits that much longer for its turn.
+    """
+    ratios = []
+    for _ in range(samples):
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
+        while time.thread_time() - cpu0 < work_ms / 1000.0:
+            pass
+        wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+        ratios.append(wall / cpu if cpu > 0 else 1.0)
+    return round(max(1.0, statistics.median(ratios)), 2)
 
 
 def _seconds(value: str | None) -> float | None:
@@ -163,11 +209,13 @@ class Cost:
     estimated_seconds: float | None = None
     #: Round trips counted besides the requests' share (:data:`FIXED_ROUNDS`).
     fixed_rounds: int = FIXED_ROUNDS
+    #: The client's work per request (:data:`CLIENT_MS_PER_REQUEST`) and how much the machine's load stretched it.
+    client_ms: float = CLIENT_MS_PER_REQUEST
+    cpu_stretch: float = 1.0
     #: Rows the figure covers (change rows not held by the guardrails).
     rows: int = 0
     #: How the figure was reached, in words.
     basis: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -191,29 +239,45 @@ def estimate(
     rate_limit_rps: float | None = None,
     rows: int = 0,
     fixed_rounds: int = FIXED_ROUNDS,
+    client_ms: float = CLIENT_MS_PER_REQUEST,
+    stretch: float = 1.0,
 ) -> Cost:
     """The expected duration of sending ``requests`` with ``concurrency`` in flight, ``rtt_ms`` each.
 
-    ``requests / concurrency x rtt + fixed_rounds x rtt``; with a rate limit, at least ``requests / rate``.
-    No requests: 0 s. No round trip measured: no figure (``estimated_seconds`` ``None``).
+    ``requests x (rtt / concurrency + client_ms x stretch) + fixed_rounds x rtt``; with a rate limit, at least
+    ``requests / rate``. No requests: 0 s. No round trip measured: no figure (``estimated_seconds`` ``None``).
     """
     ordered = dict(sorted(((k, int(v)) for k, v in requests.items() if v), key=lambda kv: (-kv[1], kv[0])))
     total = sum(ordered.values())
     conc = max(1, int(concurrency))
+    common: dict[str, Any] = {
+        "requests": ordered,
+        "concurrency": conc,
+        "rtt_ms": rtt_ms,
+        "rate_limit_rps": rate_limit_rps,
+        "rows": rows,
+        "client_ms": client_ms,
+        "cpu_stretch": max(1.0, stretch),
+    }
     if total == 0:
-        return Cost(ordered, conc, rtt_ms, rate_limit_rps, 0.0, 0, rows, "no requests")
+        return Cost(**common, estimated_seconds=0.0, fixed_rounds=0, basis="no requests")
     if rtt_ms is None:
-        return Cost(ordered, conc, None, rate_limit_rps, None, fixed_rounds, rows, "no round trip measured")
+        return Cost(**common, estimated_seconds=None, fixed_rounds=fixed_rounds, basis="no round trip measured")
     rtt = rtt_ms / 1000.0
-    paced = (total / conc + fixed_rounds) * rtt
-    basis = f"{total:,} requests / {conc} in flight x {rtt_ms:.1f} ms + {fixed_rounds} round trips"
+    client = client_ms * max(1.0, stretch)
+    paced = (total / conc + fixed_rounds) * rtt + total * client / 1000.0
+    stretched = f" x {stretch:g} (CPU share)" if stretch > 1.0 else ""
+    basis = (
+        f"{total:,} requests x ({rtt_ms:.1f} ms round trip / {conc} in flight + {client_ms:g} ms client work"
+        f"{stretched}) + {fixed_rounds} round trips"
+    )
     seconds = paced
     if rate_limit_rps:
         limited = total / rate_limit_rps
         if limited > paced:
             seconds = limited
             basis = f"{total:,} requests / {rate_limit_rps:g} per s (the pace the target allowed during the extract)"
-    return Cost(ordered, conc, rtt_ms, rate_limit_rps, round(seconds, 3), fixed_rounds, rows, basis)
+    return Cost(**common, estimated_seconds=round(seconds, 3), fixed_rounds=fixed_rounds, basis=basis)
 
 
 def plan_cost(writer: Writer, rows: Sequence[PlanRow], timing: TargetTiming | None, seen: TargetView) -> Cost:
@@ -226,6 +290,7 @@ def plan_cost(writer: Writer, rows: Sequence[PlanRow], timing: TargetTiming | No
         concurrency=writer.concurrency,
         rate_limit_rps=timing.rate_rps if timing.throttled else None,
         rows=len(rows),
+        stretch=timing.cpu_stretch,
     )
 
 
@@ -261,6 +326,10 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def _most_first(cost: Cost) -> list[tuple[str, int]]:
+    return sorted(cost.requests.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def _headline(cost: Cost) -> str:
     if cost.total == 0:
         return "no requests (nothing to write)"
@@ -274,7 +343,7 @@ def cost_text(cost: Cost) -> str:
     """``scimflow plan``'s lines: the requests and expected duration, then one line per endpoint."""
     width = len(f"{max(cost.requests.values(), default=0):,}")
     lines = [f"apply cost: {_headline(cost)}"]
-    lines += [f"  {n:>{width},}  {endpoint}" for endpoint, n in cost.requests.items()]
+    lines += [f"  {n:>{width},}  {endpoint}" for endpoint, n in _most_first(cost)]
     return "\n".join(lines)
 
 
@@ -286,7 +355,7 @@ def cost_lines(plan_dir: Path | str) -> list[str]:
     lines = ["", f"**Cost of the apply:** {_headline(cost)}"]
     if cost.total:
         lines += ["", "| requests | endpoint |", "|---:|---|"]
-        lines += [f"| {n:,} | `{endpoint}` |" for endpoint, n in cost.requests.items()]
+        lines += [f"| {n:,} | `{endpoint}` |" for endpoint, n in _most_first(cost)]
         if cost.basis:
             lines += ["", f"Estimate: {cost.basis}."]
     return lines
