@@ -2,7 +2,7 @@
 
 - ``superoffice-key``: SuperOffice's RSA private key as XML (``<RSAKeyValue>``) to a PKCS#8 PEM;
 - ``entra-certificate``: a self-signed certificate and key for the Entra app registration, with its
-  SHA-1 thumbprint (as Entra shows it) and ``x5t``;
+  SHA-1 thumbprint (as Entra shows it) and ``x5t`` (built by :mod:`scimflow.certs`);
 - ``system-user-token``: the system user token out of the ``id_token`` SuperOffice's token endpoint
   returns after the administrator approved the app;
 - ``prefect-secret``: save a value read from stdin as a Prefect Secret block.
@@ -14,8 +14,6 @@ existing symlink at the destination is replaced, never followed.
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import hashlib
 import json
 import os
 import sys
@@ -24,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+
+from scimflow.certs import client_certificate, private_key_pem, thumbprints
 
 __all__ = [
     "SetupError",
@@ -36,7 +35,6 @@ __all__ = [
     "superoffice_key",
     "system_user_token",
     "system_user_token_from",
-    "thumbprints",
     "write_owner_only",
 ]
 
@@ -112,9 +110,7 @@ def rsa_xml_to_pem(xml_text: str, *, source: str = "<xml>") -> bytes:
     except ValueError:
         msg = f"{source}: the key's numbers do not belong together (is it the whole <RSAKeyValue> you were given?)"
         raise SetupError(msg) from None
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    return private_key_pem(key)
 
 
 def superoffice_key(xml_file: Path, out: Path, *, force: bool = False) -> int:
@@ -134,49 +130,6 @@ def superoffice_key(xml_file: Path, out: Path, *, force: bool = False) -> int:
     return 0
 
 
-def thumbprints(cert_der: bytes) -> tuple[str, str]:
-    """The SHA-1 thumbprint as Entra shows it (hex, upper case) and as ``x5t`` (base64url, no padding)."""
-    digest = hashlib.sha1(cert_der, usedforsecurity=False).digest()
-    return digest.hex().upper(), base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def make_certificate(subject: str, days: int, key_size: int = 2048) -> tuple[bytes, bytes]:
-    """A new RSA key (PKCS#8 PEM) and a self-signed certificate (PEM) for ``CN=subject``, valid ``days``."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
-
-
 def entra_certificate(
     out_key: Path, out_cert: Path, *, days: int, subject: str, force: bool = False, as_json: bool = False
 ) -> int:
@@ -191,7 +144,7 @@ def entra_certificate(
         if (path.exists() or path.is_symlink()) and not force:
             _err(f"error: {path}: exists already (give --force to replace it)")
             return 1
-    key_pem, cert_pem = make_certificate(subject.strip(), days)
+    key_pem, cert_pem = client_certificate(subject.strip(), days)
     cert = x509.load_pem_x509_certificate(cert_pem)
     thumb, x5t = thumbprints(cert.public_bytes(serialization.Encoding.DER))
     try:
