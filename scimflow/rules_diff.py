@@ -146,14 +146,14 @@ class RulesDiff:
         return body + ',"users":[' + ",".join(users.to_list()) + "]}"
 
 
-def _side(plan: Plan, tag: str) -> pl.DataFrame:
-    rows = plan.rows.filter(~pl.col("action").is_in(GROUP_ACTIONS))
+def _side(plan: Plan, tag: str) -> pl.LazyFrame:
+    rows = plan.rows.lazy().filter(~pl.col("action").is_in(GROUP_ACTIONS))
     return rows.select(
         pl.col("key"),
         pl.col("entra_id"),
         pl.col("action").alias(f"action_{tag}"),
         pl.col("associate_id").cast(pl.String).alias(f"partner_{tag}"),
-        pl.col("changes").str.json_decode(_CHANGES).alias(f"c_{tag}"),
+        pl.col("changes").alias(f"c_{tag}"),
         pl.col("reason").alias(f"reason_{tag}"),
     )
 
@@ -189,31 +189,34 @@ def scope_frame(old: RuleSet, new: RuleSet, entra: pl.DataFrame) -> pl.DataFrame
 def diff_plans(old: Plan, new: Plan, scope: pl.DataFrame) -> pl.DataFrame:
     """Compare two plans of the same extract (see :class:`RulesDiff` for the columns).
 
-    ``scope`` is :func:`scope_frame`'s; users neither plan lists and whose scope is the same are equal.
+    ``scope`` is :func:`scope_frame`'s; users neither plan lists and whose scope is the same are equal, and
+    so are users whose two rows are the same text (most of a small edit's tenant): only the rest are decoded.
     """
+    on = ["key", "entra_id"]
     joined = (
         scope.lazy()
-        .join(_side(old, "old").lazy(), on=["key", "entra_id"], how="full", coalesce=True, nulls_equal=True)
-        .join(_side(new, "new").lazy(), on=["key", "entra_id"], how="full", coalesce=True, nulls_equal=True)
-        .with_columns(
-            pl.col("in_scope_old").fill_null(value=False),
-            pl.col("in_scope_new").fill_null(value=False),
-        )
+        .join(_side(old, "old"), on=on, how="full", coalesce=True, nulls_equal=True)
+        .join(_side(new, "new"), on=on, how="full", coalesce=True, nulls_equal=True)
+        .with_columns(pl.col("in_scope_old").fill_null(value=False), pl.col("in_scope_new").fill_null(value=False))
     )
+    same = [pl.col(f"{c}_old").eq_missing(pl.col(f"{c}_new")) for c in ("in_scope", "action", "partner", "c")]
+    candidates = joined.filter(~pl.all_horizontal(same)).collect()  # decode only users whose rows differ
     partner = pl.coalesce("partner_new", "partner_old")
-    joined = joined.with_columns(  # no row: nothing is written (out_of_scope: no partner and not in scope)
-        pl.col(f"action_{s}").fill_null(
-            pl.when(pl.col(f"in_scope_{s}") | partner.is_not_null())
-            .then(pl.lit("unchanged"))
-            .otherwise(pl.lit("out_of_scope"))
-        )
-        for s in ("old", "new")
+    decoded = candidates.lazy().with_columns(
+        *(pl.col(f"c_{s}").str.json_decode(_CHANGES) for s in ("old", "new")),
+        *(  # no row: nothing is written (out_of_scope: no partner and not in scope)
+            pl.col(f"action_{s}").fill_null(
+                pl.when(pl.col(f"in_scope_{s}") | partner.is_not_null())
+                .then(pl.lit("unchanged"))
+                .otherwise(pl.lit("out_of_scope"))
+            )
+            for s in ("old", "new")
+        ),
     )
-    members, names = [], []
+    names, effs = [], []
     for f in sorted(DIFF_FIELDS):  # keys sorted, as in plan files
         old_eff, new_eff, differs = _field_exprs(f)
-        value = pl.struct(old_eff.alias("from"), new_eff.alias("to")).struct.json_encode()
-        members.append(pl.when(differs).then(pl.concat_str([pl.lit(f'"{f}":'), value])))
+        effs += [differs.alias(f"_d_{f}"), old_eff.alias(f"_o_{f}"), new_eff.alias(f"_n_{f}")]
         names.append(pl.when(differs).then(pl.lit(f + _SEP)))
     fields = pl.concat_str(names, ignore_nulls=True)
     enters = ~pl.col("in_scope_old") & pl.col("in_scope_new")
@@ -222,37 +225,41 @@ def diff_plans(old: Plan, new: Plan, scope: pl.DataFrame) -> pl.DataFrame:
     kind = (
         pl.when(enters).then(pl.lit("enters")).when(leaves).then(pl.lit("leaves")).when(values).then(pl.lit("values"))
     )
-    out = joined.with_columns(
-        kind.alias("kind"),
-        pl.when(fields == "")
+    listed = decoded.with_columns(kind.alias("kind"), fields.alias("_fields"), *effs).filter(
+        pl.col("kind").is_not_null()
+    )
+    members = [  # built for the listed users only
+        pl.when(pl.col(f"_d_{f}")).then(
+            pl.concat_str(
+                [
+                    pl.lit(f'"{f}":'),
+                    pl.struct(pl.col(f"_o_{f}").alias("from"), pl.col(f"_n_{f}").alias("to")).struct.json_encode(),
+                ]
+            )
+        )
+        for f in sorted(DIFF_FIELDS)
+    ]
+    out = listed.select(
+        "kind",
+        "key",
+        "entra_id",
+        partner.alias("associate_id"),
+        "in_scope_old",
+        "in_scope_new",
+        "action_old",
+        "action_new",
+        pl.when(pl.col("_fields") == "")
         .then(pl.lit([], dtype=pl.List(pl.String)))
-        .otherwise(fields.str.strip_suffix(_SEP).str.split(_SEP))
+        .otherwise(pl.col("_fields").str.strip_suffix(_SEP).str.split(_SEP))
         .list.sort()
         .alias("fields"),
         pl.concat_str([pl.lit("{"), pl.concat_str(members, separator=",", ignore_nulls=True), pl.lit("}")]).alias(
             "changes"
         ),
-        pl.coalesce("partner_new", "partner_old").alias("associate_id"),
         pl.coalesce("reason_new", "reason_old").alias("reason"),
     )
-    return (
-        out.filter(pl.col("kind").is_not_null())
-        .select(
-            "kind",
-            "key",
-            "entra_id",
-            "associate_id",
-            "in_scope_old",
-            "in_scope_new",
-            "action_old",
-            "action_new",
-            "fields",
-            "changes",
-            "reason",
-        )
-        .sort(pl.col("kind").replace_strict({k: i for i, k in enumerate(KINDS)}, return_dtype=pl.Int8), "key")
-        .collect()
-    )
+    order = pl.col("kind").replace_strict({k: i for i, k in enumerate(KINDS)}, return_dtype=pl.Int8)
+    return out.sort(order, "key").collect()
 
 
 @dataclass(frozen=True)
