@@ -121,6 +121,27 @@ def test_enter_and_leave_scope_say_who_is_created_and_retired() -> None:
     assert (ola["action_old"], ola["action_new"]) == ("create", "out_of_scope")  # no partner: just not created
 
 
+def test_scim_target_compares_users_not_computed_groups() -> None:
+    """For a SCIM target (an empty one: every user a create), the plan edit names the same users; group rows are left out."""
+    import polars as pl
+
+    from scimflow.connectors.scim import SCIM_GROUPS_SCHEMA, SCIM_USERS_SCHEMA
+    from scimflow.plan import plan_scim
+
+    entra, _, _ = frames_from_fixtures(GRAPH, SO)
+    users, groups = pl.DataFrame(schema=SCIM_USERS_SCHEMA), pl.DataFrame(schema=SCIM_GROUPS_SCHEMA)
+    old, new = parse_rules(RULES_TEXT, source="old.yaml"), parse_rules(_edited(*PLAN_EDIT), source="new.yaml")
+    frame = diff_plans(
+        plan_scim(entra, users, groups, old), plan_scim(entra, users, groups, new), scope_frame(old, new, entra)
+    )
+    users_by_key = _by_key(frame)
+    assert set(users_by_key) == _group_members("SO Sales")
+    assert all(
+        u["changes"] == {"user_plan": {"from": "Sales Premium", "to": "Marketing Premium"}}
+        for u in users_by_key.values()
+    )
+
+
 def test_same_rules_differ_in_nothing() -> None:
     """A rule set compared with itself gives no row."""
     assert _diff(RULES_TEXT, RULES_TEXT).is_empty()
