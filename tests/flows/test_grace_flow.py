@@ -36,10 +36,10 @@ def _plan(tenant: Tenant, rules: Path, out: Path, now: dt.datetime) -> pipeline.
     return outcome
 
 
-def _apply(tenant: Tenant, outcome: pipeline.PlanOutcome) -> Any:
+def _apply(tenant: Tenant, outcome: pipeline.PlanOutcome, **kw: Any) -> Any:
     config = load_config(tenant.config)
     with pipeline.open_store(config) as store:
-        return apply_plan(config, store, outcome.out, outcome.plan_hash, matched_pairs=outcome.plan.matched_pairs)
+        return apply_plan(config, store, outcome.out, outcome.plan_hash, matched_pairs=outcome.plan.matched_pairs, **kw)
 
 
 def _pending_keys(tenant: Tenant) -> list[str]:
@@ -59,7 +59,8 @@ def _plan_rows(outcome: pipeline.PlanOutcome) -> dict[str, dict[str, Any]]:
 
 def test_leaver_waits_out_the_grace_period_then_is_retired(worked_example: Tenant, tmp_path: Path) -> None:
     """Day 0: pending, not retired by the apply; no apply until day 8 (a crash in between loses nothing);
-    day 8: an ordinary retire row, applied through MakeRetired, and the entry is gone."""
+    day 8: an ordinary retire row; held by the approver it stays pending, applied it is one MakeRetired and the
+    entry is gone."""
     rules = _grace_rules(tmp_path)
     day0 = _plan(worked_example, rules, tmp_path / "day0", DAY0)
     assert day0.summary["pending_retire"] == 1 and day0.summary["retire"] == 0
@@ -78,6 +79,9 @@ def test_leaver_waits_out_the_grace_period_then_is_retired(worked_example: Tenan
     assert row["action"] == "retire" and "grace period (7d) ended 2026-12-08" in row["reason"]
     assert day8.verdict_name == "ok"
     worked_example.so_reset_counters()
+    held = _apply(worked_example, day8, hold_actions=["retire"])  # an approver holds retirements this time
+    assert held.held == 1 and held.applied == 0
+    assert _pending_keys(worked_example) == [SARA_KEY] and not _sara_retired(worked_example)
     report = _apply(worked_example, day8)
     assert report.failed == 0 and report.applied == 1
     assert _sara_retired(worked_example)
