@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,8 @@ __all__ = [
     "rules_hash",
     "scope_frame",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The kinds of difference, in the order they are shown.
 KINDS: tuple[str, ...] = ("enters", "leaves", "values")
@@ -413,7 +416,8 @@ def note_rules_change(
             pending = store.pending_retirements()
             d = diff_rule_sets(config, old, rules, target, validated, links, pending=pending, now=now)
             users = d.users.height
-        except ScimflowError:
+        except (ScimflowError, pl.exceptions.PolarsError, ValueError) as exc:  # the notice never stops a run
+            log.warning("rules changed since the last applied run; their difference could not be counted: %s", exc)
             users = None
     note = {
         "previous_run": last.run_id,
