@@ -135,8 +135,9 @@ def test_cost_lines_and_text(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("dialect", ["entra", "rfc"])
 def test_scim_worked_example_requests_are_the_ones_sent(tmp_path: Path, dialect: str) -> None:
-    """The SCIM writer's count of the worked example's push (users, computed groups, memberships) equals the
-    SCIM emulator's count, endpoint by endpoint, in both dialects."""
+    """The SCIM writer's count equals the SCIM emulator's, endpoint by endpoint, in both dialects: for the worked
+    example's push (users, computed groups, memberships), then for a night with an update that moves a user
+    between computed groups and a retirement."""
     from scimflow.connectors.graph import clear_app_cache
     from scimflow.emulators.host import EmulatorHost
     from tests.flows.flowkit import FIXTURES, WIDE
@@ -146,17 +147,28 @@ def test_scim_worked_example_requests_are_the_ones_sent(tmp_path: Path, dialect:
         graph, {}, tmp_path / "t", rules=FIXTURES / "rules.yaml", guardrails=WIDE, target="scim", scim_dialect=dialect
     )
     host.start()
+    rounds = []
     try:
         config = load_config(host.config_path)
-        outcome, _, _ = pipeline.run_plan_stages(config, out=tmp_path / "plan")
-        before = _stats(host.target_origin, host.ca_bundle)
-        with pipeline.open_store(config) as store:
-            report = apply_plan(config, store, tmp_path / "plan", outcome.plan_hash)
-        after = _stats(host.target_origin, host.ca_bundle)
+        for night in ("push", "changes"):
+            if night == "changes":
+                ctx = ssl.create_default_context(cafile=str(host.ca_bundle))
+                with httpx.Client(base_url=host.graph_origin, verify=ctx, timeout=30) as c:
+                    c.patch(f"/_emulator/users/{graph['users'][0]['id']}", json={"jobTitle": "Sales Rep"})
+                    c.patch(f"/_emulator/users/{graph['users'][1]['id']}", json={"accountEnabled": False})
+            outcome, _, _ = pipeline.run_plan_stages(config, out=tmp_path / night)
+            before = _stats(host.target_origin, host.ca_bundle)
+            with pipeline.open_store(config) as store:
+                report = apply_plan(config, store, tmp_path / night, outcome.plan_hash)
+            after = _stats(host.target_origin, host.ca_bundle)
+            sent = {k: int(v) - int(before["endpoints"].get(k, 0)) for k, v in after["endpoints"].items()}
+            rounds.append((outcome, report, {k: v for k, v in sent.items() if v}))
     finally:
         clear_app_cache()
         host.stop()
-    assert report.failed == 0 and report.applied > 0
-    sent = {k: int(v) - int(before["endpoints"].get(k, 0)) for k, v in after["endpoints"].items()}
-    assert outcome.cost is not None
-    assert outcome.cost.requests == {k: v for k, v in sent.items() if v}
+    for outcome, report, sent in rounds:
+        assert report.failed == 0 and report.drifted == 0 and report.applied > 0
+        assert outcome.cost is not None
+        assert outcome.cost.requests == sent
+    changed = rounds[1][0].cost
+    assert changed is not None and changed.requests.get("PATCH /Groups/{id}", 0) >= 2  # out of one group, into another
