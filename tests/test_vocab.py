@@ -113,3 +113,16 @@ def test_planner_comparison_agrees_with_same_value_for_flags(field: str):
     pairs = [(a, b) for a in values for b in values]
     got = _vector_changed(field, [a for a, _ in pairs], [b for _, b in pairs], pl.Boolean())
     assert got == [not same_value(field, a, b) for a, b in pairs]
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs=st.lists(st.tuples(st.none() | _names, st.none() | _names), min_size=1, max_size=20))
+def test_canonical_set_comparison_agrees_with_same_value(pairs: list[tuple[list[str] | None, list[str] | None]]):
+    """The planner's shortcut for lists it already sorted and deduplicated agrees with `same_value`."""
+    canon = [None if v is None else sorted(set(v)) for pair in pairs for v in pair]
+    old, new = canon[0::2], canon[1::2]
+    frame = pl.DataFrame({"old": old, "new": new}, schema={"old": pl.List(pl.String()), "new": pl.List(pl.String())})
+    got = frame.select(changed_expr("secondary_groups", pl.col("old"), pl.col("new"), canonical=True).alias("c"))
+    assert got.get_column("c").to_list() == [
+        not same_value("secondary_groups", a, b) for a, b in zip(old, new, strict=True)
+    ]
