@@ -302,7 +302,7 @@ def _field_exprs(compiled: CompiledRules) -> dict[str, tuple[pl.Expr, pl.Expr, p
             old = pl.when(pl.col("partner").is_not_null()).then(pl.col("so_confidential").fill_null(value=False))
         else:
             old = pl.col(f"so_{e}")
-        out[e] = (old, new, pl.col(f"set_{e}") & changed_expr(e, old, new))
+        out[e] = (old, new, pl.col(f"set_{e}") & changed_expr(e, old, new, canonical=True))
     return out
 
 
