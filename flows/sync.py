@@ -27,6 +27,7 @@ from flows.labels import run_name, tag_run
 from flows.logs import with_core_logs
 from flows.states import final_state, running_after_pause_timeout
 from flows.tenant_slot import tenant_apply_slot
+from scimflow import plan_store
 from scimflow.apply import (
     HELD_WHY,
     LOOKAHEAD,
@@ -134,7 +135,7 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
     checked = validate_users(entra, so)
     rules = Path(params.rules) if params.rules else None
     planned = plan_changes(config, rules, entra, so, checked, new_plan_dir(config), params.user)
-    description = publish_preview(planned, keys)
+    description = publish_preview(planned, keys, plan_store.location(config, planned.out))  # stored by plan_changes
     if params.mode == "preview":
         return _conclude(config, keys, planned, Conclusion("preview"))
     run_id = start_sync_run(config, params.mode, planned, flow_run.id)

@@ -315,6 +315,12 @@ class Config(_Model):
         description="The state store (links, runs, journal, approvals, Entra baseline): sqlite:///PATH or postgresql+psycopg://…",
     )
     out_dir: Path = Field(Path(".scimflow/out"), description="Where each run writes its plan files, one folder per run")
+    plan_store: str = Field(
+        ".scimflow/plans",
+        description="Where each run's plan files are copied to outlive the worker (linked from the preview): "
+        "a folder (a shared mount) or an fsspec URL such as s3://bucket/plans (its filesystem installed, "
+        "credentials from its own configuration, never in the URL); files go to <plan_store>/<tenant>/<run>",
+    )
     tenant: str | None = Field(
         None, description="A short name for this tenant (artifact keys); defaults from the context identifier"
     )
@@ -347,6 +353,18 @@ class Config(_Model):
             msg = f"scim: this configuration has no scim block (target is {self.target})"
             raise ConfigError(msg)
         return self.scim
+
+    @field_validator("plan_store")
+    @classmethod
+    def _plan_store(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if not v.strip():
+            msg = "must be a folder or a URL such as s3://bucket/plans"
+            raise ValueError(msg)
+        if "://" in v and (parts.username or parts.password or parts.query or parts.fragment):
+            msg = "must be a plain URL (no credentials, query or fragment): the filesystem's own configuration holds credentials"
+            raise ValueError(msg)
+        return v
 
     @property
     def source(self) -> Path | None:
@@ -416,6 +434,7 @@ def _rebase(config: Config, base: Path) -> Config:
             "ca_bundle": path(config.ca_bundle),
             "rules": path(config.rules),
             "out_dir": path(config.out_dir),
+            "plan_store": config.plan_store if "://" in config.plan_store else str(path(Path(config.plan_store))),
             "state_url": state_url,
         }
     )

@@ -20,6 +20,7 @@ from scimflow.vocab import COUNT_KEYS, GROUP_ACTIONS, GROUP_COUNT_KEYS, ROW_ACTI
 
 if TYPE_CHECKING:
     from scimflow.apply import ApplyReport, PlanRow
+    from scimflow.preview_risk import PlanPages
 
 __all__ = [
     "TABLE_CAP",
@@ -133,18 +134,25 @@ def preview_markdown(
     plan_dir: Path | str,
     title: str = "scimflow sync preview",
     top: int = 15,
+    stored: str | None = None,
+    pages: PlanPages | None = None,
 ) -> str:
-    """The preview: counts per action, guardrail verdict, plan hash, rule hits and the riskiest changes."""
+    """The preview: plan hash, where the whole plan is (``stored`` files, table ``pages``), guardrail verdict,
+    who is affected (:mod:`scimflow.preview_risk`), counts per action, rule hits and the riskiest changes."""
+    from scimflow import preview_risk  # it renders with this module's helpers
     from scimflow.plan import cost_lines
 
+    plan_file = str(Path(plan_dir) / "plan.jsonl")
     lines = [
         f"# {title}",
         "",
         f"**Plan hash:** {md_code(summary.get('plan_hash', ''))}  ",
-        f"**Plan files:** {md_code(plan_dir)}",
+        f"**Plan files:** {md_code(plan_dir)}  ",
+        *preview_risk.pages_lines(pages or preview_risk.PlanPages((), 0, 0), stored=stored, plan_file=plan_file),
         "",
     ]
     lines += _guardrail_lines(summary)
+    lines += preview_risk.affected_lines(rows, pages=pages, plan_file=plan_file)  # who, above the fold
     lines += cost_lines(plan_dir)  # the apply's requests and expected duration (cost.json, scimflow/plan/_cost.py)
     lines += rules_change_lines(plan_dir)  # the rules changed since the last applied run: say so
     lines += pending_section(summary, plan_dir)  # a grace period's pending retirements (plan/_grace.py)
@@ -249,6 +257,7 @@ def artifact_keys(tenant_key: str, flow_run_id: str | None) -> dict[str, str]:
         "changes": f"{tenant_key}-changes-{run}",
         "report": f"{tenant_key}-report-{run}",
         "progress": f"{tenant_key}-progress-{run}",
+        "plan": f"{tenant_key}-plan-{run}",  # the whole plan's table pages: {plan}-1, {plan}-2, ...
         "latest_preview": f"{tenant_key}-sync-preview",
         "latest_report": f"{tenant_key}-sync-report",
     }

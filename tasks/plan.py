@@ -17,6 +17,7 @@ from prefect.states import Crashed
 from flows.tenant_slot import LEASE_LABEL, release_lease
 from scimflow import pipeline
 from scimflow.config import Config
+from scimflow.plan_store import store_plan
 from scimflow.state import mark_crashed_runs
 
 __all__ = ["plan_changes", "start_sync_run"]
@@ -46,6 +47,8 @@ def plan_changes(
         outcome.change_rows,
         outcome.verdict_name,
     )
+    stored = store_plan(config, outcome.out)  # plan_store: where the files outlive this worker
+    get_run_logger().info("plan files stored at %s", stored.url)
     return outcome
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from scimflow import preview
 from scimflow.apply import ApplyReport, read_plan
 from scimflow.pipeline import PlanOutcome
+from tasks.plan_pages import publish_plan_pages
 
 __all__ = ["ArtifactKeys", "publish_preview", "publish_report"]
 
@@ -30,6 +31,7 @@ class ArtifactKeys(BaseModel):
     changes: str
     report: str
     progress: str
+    plan: str
     latest_preview: str
     latest_report: str
 
@@ -40,10 +42,12 @@ class ArtifactKeys(BaseModel):
 
 
 @task(name="publish-preview", cache_policy=NO_CACHE)
-def publish_preview(planned: PlanOutcome, keys: ArtifactKeys) -> str:
-    """Publish the preview markdown and the capped changes table; return the approval form's description."""
+def publish_preview(planned: PlanOutcome, keys: ArtifactKeys, stored: str | None = None) -> str:
+    """Publish the whole plan as table pages, a link to the ``stored`` plan files, the preview markdown and
+    the capped changes table; return the approval form's description."""
     rows = read_plan(planned.out, planned.plan_hash)
-    md = preview.preview_markdown(planned.summary, rows, plan_dir=planned.out)
+    pages = publish_plan_pages(rows, keys.plan, stored=stored, plan_hash=planned.plan_hash)
+    md = preview.preview_markdown(planned.summary, rows, plan_dir=planned.out, stored=stored, pages=pages)
     create_markdown_artifact(key=keys.preview, markdown=md, description=f"Plan {planned.plan_hash[:12]}")
     pointer = preview.latest_pointer("preview", keys.preview, plan_hash=planned.plan_hash)
     create_markdown_artifact(key=keys.latest_preview, markdown=pointer, description=f"Latest: {keys.preview}")

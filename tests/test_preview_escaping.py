@@ -123,7 +123,9 @@ def test_preview_renders_hostile_values_as_text() -> None:
     md = preview_markdown(summary, _rows(), plan_dir="/plans/run-1", top=len(HOSTILE) + 1)
     benign = preview_markdown(summary, _rows(BENIGN), plan_dir="/plans/run-1", top=len(HOSTILE) + 1)
     tokens = _no_markup_from_data(md, benign)
-    counts, hits, risky = _rows_of_tables(tokens)
+    affected, counts, hits, risky = _rows_of_tables(tokens)
+    assert len(affected) == 1 + 10 and all(len(r) == 3 for r in affected)  # the largest updates (preview_risk)
+    assert {r[0] for r in affected[1:]} <= {_plain(v).strip() for v in HOSTILE}
     assert len(hits) == 1 + len(HOSTILE) and all(len(r) == 2 for r in hits)
     assert sorted(r[0] for r in hits[1:]) == sorted(_plain(v).strip() for v in HOSTILE)
     assert len(risky) == 2 + len(HOSTILE) and all(len(r) == 3 for r in risky)

@@ -1,4 +1,4 @@
-"""Fixtures of the browser tests: the session Prefect server with its UI, the worked example, Chromium.
+"""Fixtures of the browser tests: the session Prefect server with its UI, Chromium.
 
 The environment is set here, at import, before any test imports prefect (see tests/prefect_server.py).
 """
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
-from tests.flows.flowkit import Tenant, worked_example_tenant
 
 __all__ = ["UiServer"]
 
@@ -45,13 +44,6 @@ def ui_server(prefect_server: Any) -> UiServer:
     if _get(f"{base}/ui-settings") != 200:
         pytest.fail(f"the Prefect server on {base} runs without its UI (start it with ui=True)")
     return UiServer(base, prefect_server.api_url)
-
-
-@pytest.fixture
-def worked_example(tmp_path: Path) -> Iterator[Tenant]:
-    """The worked example (tests/fixtures) on fresh emulators, with wide guardrails."""
-    with worked_example_tenant(tmp_path / "tenant") as tenant:
-        yield tenant
 
 
 @pytest.fixture
