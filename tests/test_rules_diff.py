@@ -147,9 +147,15 @@ def test_same_rules_differ_in_nothing() -> None:
     assert _diff(RULES_TEXT, RULES_TEXT).is_empty()
 
 
-def test_last_applied_rules_are_those_planned_before_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_last_applied_rules_are_those_planned_before_the_run(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Two plans with one hash (empty plans) under different rules: the run's rules are the ones planned before it."""
-    with StateStore(f"sqlite:///{tmp_path}/state/state.db") as store:
+    url = (
+        f"sqlite:///{tmp_path}/state/state.db" if backend == "sqlite" else str(request.getfixturevalue("postgres_url"))
+    )
+    with StateStore(url) as store:
         assert store.last_applied_rules() is None
         store.record_plan_rules("e" * 64, rules_hash("A"), "A")
         run = store.start_run("auto", plan_hash="e" * 64)
@@ -161,6 +167,9 @@ def test_last_applied_rules_are_those_planned_before_the_run(tmp_path: Path) -> 
         failed = store.start_run("auto", plan_hash="e" * 64)
         store.finish_run(failed, "failed", {})
         assert store.last_applied_rules() == last  # only applied (completed, partial) runs count
+        undo = store.start_run("apply", plan_hash="f" * 64)  # a plan the planner did not make (an undo's)
+        store.finish_run(undo, "completed", {})
+        assert store.last_applied_rules() == last  # passed over: its rules are not known
 
 
 # --- against the emulators, through the command line ------------------------------------------------

@@ -42,25 +42,19 @@ class RuleHistoryPart(StoreBase):
             conn.execute(sa.insert(t.plan_rules).values(plan_hash=plan_hash, rules_hash=rules_hash, planned_at=now))
 
     def last_applied_rules(self) -> AppliedRules | None:
-        """The rules of the newest successful run (completed or partial), or ``None`` when there is no such
-        run or its plan's rules were not recorded (a run from before the rule history)."""
+        """The rules of the newest successful run (completed or partial) whose plan's rules are recorded
+        (planned at or before the run started), or ``None``. A run whose plan was not made by the planner
+        (an undo's inverse plan) or came before the rule history is passed over."""
         r, p, x = t.runs, t.plan_rules, t.rule_texts
         with self._tx() as conn:
-            run = conn.execute(
-                sa.select(r.c.id, r.c.plan_hash, r.c.started_at, r.c.finished_at)
-                .where(r.c.status.in_(SUCCESSFUL_RUN_STATUSES), r.c.plan_hash.is_not(None))
-                .order_by(r.c.finished_at.desc(), r.c.started_at.desc())
-                .limit(1)
-            ).one_or_none()
-            if run is None:
-                return None
             row = conn.execute(
-                sa.select(p.c.rules_hash, x.c.text)
+                sa.select(r.c.id, r.c.finished_at, p.c.rules_hash, x.c.text)
+                .join(p, (p.c.plan_hash == r.c.plan_hash) & (p.c.planned_at <= r.c.started_at))
                 .join(x, x.c.rules_hash == p.c.rules_hash)
-                .where(p.c.plan_hash == run.plan_hash, p.c.planned_at <= run.started_at)
-                .order_by(p.c.planned_at.desc())
+                .where(r.c.status.in_(SUCCESSFUL_RUN_STATUSES))
+                .order_by(r.c.finished_at.desc(), r.c.started_at.desc(), p.c.planned_at.desc(), p.c.id.desc())
                 .limit(1)
             ).one_or_none()
         if row is None:
             return None
-        return AppliedRules(run_id=run.id, rules_hash=row.rules_hash, text=row.text, finished_at=aware(run.finished_at))
+        return AppliedRules(run_id=row.id, rules_hash=row.rules_hash, text=row.text, finished_at=aware(row.finished_at))
