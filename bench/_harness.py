@@ -281,8 +281,9 @@ def _run_steps(
         if step.kind == "flow":
             assert prefect is not None
             try:
-                prefect.wait(120)
+                prefect.wait(300)  # a loaded machine starts it slowly
             except RuntimeError as exc:
+                progress(f"  {step.name}: not run ({exc})")
                 out.append(_skipped(step, f"not run: {exc}"))
                 continue
             env = prefect.env()

@@ -172,3 +172,22 @@ def test_scim_worked_example_requests_are_the_ones_sent(tmp_path: Path, dialect:
         assert outcome.cost.requests == sent
     changed = rounds[1][0].cost
     assert changed is not None and changed.requests.get("PATCH /Groups/{id}", 0) >= 2  # out of one group, into another
+
+
+def test_plan_summary_prints_the_cost(tmp_path: Path) -> None:
+    """`scimflow plan`'s summary ends with the apply's cost: requests, duration, one line per endpoint."""
+    import io
+
+    from rich.console import Console
+
+    from scimflow.commands.plan_live import print_plan_summary
+    from scimflow.plan import write_cost
+
+    write_cost(tmp_path, estimate({"POST api/v1/User": 2, "PATCH api/v1/Person/{id}": 1}, rtt_ms=20, concurrency=8))
+    buf = io.StringIO()
+    print_plan_summary(
+        {"plan_hash": "ab" * 32, "guardrails": {"verdict": "ok"}}, tmp_path, Console(file=buf, width=120)
+    )
+    lines = buf.getvalue().splitlines()
+    assert any(line.startswith("apply cost: 3 requests, about ") for line in lines)
+    assert "  2  POST api/v1/User" in lines and "  1  PATCH api/v1/Person/{id}" in lines
