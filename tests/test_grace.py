@@ -215,6 +215,15 @@ def test_due_retirement_is_a_retire_row_through_the_guardrails(tmp_path: Path, s
     assert store.pending_retirements().is_empty()
 
 
+def test_a_longer_period_moves_the_date_from_the_first_seen_time(tmp_path: Path, store: StateStore) -> None:
+    """Raising ``after`` from 7d to 30d: the entry keeps its first-seen time and falls due 30 days after it."""
+    plan_at(grace_rules(tmp_path), store, DAY0)
+    plan, _ = plan_at(grace_rules(tmp_path, "{action: retire, after: 30d}"), store, DAY0 + dt.timedelta(days=8))
+    assert plan.counts["pending_retire"] == 1 and plan.counts["retire"] == 0
+    stored = store.pending_retirements().select("first_seen", "due").row(0)
+    assert stored == (DAY0, DUE + dt.timedelta(days=23))
+
+
 def test_a_period_in_days_falls_due_on_its_day_whatever_the_hour(tmp_path: Path, store: StateStore) -> None:
     """First seen at 09:00, a 7d period is due to the run at 08:59 seven days later (a nightly run's jitter)."""
     rules = grace_rules(tmp_path)
