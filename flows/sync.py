@@ -23,6 +23,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
+from flows.alerts import alert_approval_waiting, alert_on_plan
 from flows.labels import run_name, tag_run
 from flows.logs import with_core_logs
 from flows.states import final_state, running_after_pause_timeout
@@ -139,6 +140,7 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
     if params.mode == "preview":
         return _conclude(config, keys, planned, Conclusion("preview"))
     run_id = start_sync_run(config, params.mode, planned, flow_run.id)
+    alert_on_plan(config, planned, params)  # an unhealthy source, classes held over budget (flows/alerts.py)
     if planned.verdict_name == "source_unhealthy":
         return _conclude(config, keys, planned, Conclusion("source_unhealthy", run_id=run_id))
     if planned.change_rows == 0:  # still record the links, the baseline and the source count
@@ -211,6 +213,7 @@ def _ask(config: Config, run_id: str, planned: PlanOutcome, description: str, pa
     logger = get_run_logger()
     url = f"{PREFECT_UI_URL.value()}/runs/flow-run/{flow_run.id}"
     keys = [r.key for r in read_plan(planned.out, planned.plan_hash) if r.action in CHANGE_ACTIONS]
+    alert_approval_waiting(config, planned)  # the plan's counts, for the notification (flows/alerts.py)
     note = ""
     for attempt in range(1, MAX_REFUSALS + 2):
         logger.info(
