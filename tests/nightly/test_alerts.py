@@ -266,6 +266,7 @@ def _state(run_id: Any) -> Any:
 
 
 @pytest.mark.prefect
+@pytest.mark.slow
 def test_a_late_nightly_raises_its_alert_and_one_in_time_none(tenant_factory, webhook, block):
     """Two tenant deployments: a run still waiting for approval after its 10 s window raises the late alert
     naming its tenant with links to the run and the deployment; a clean run done within its window raises nothing."""
