@@ -29,6 +29,7 @@ _MODULES = (
     "test_bad_input.py",
     "test_crash.py",
     "test_faults.py",
+    "test_delta_faults.py",
     "test_security.py",
     "test_hostile_rules.py",
     "test_forged_approval.py",
