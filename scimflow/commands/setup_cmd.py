@@ -50,6 +50,16 @@ def _err(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
+def _read_input(file: Path | None, *, encoding: str = "utf-8") -> str:
+    """The text of ``file``, or of stdin when ``None``; :class:`SetupError` naming it when it cannot be read."""
+    try:
+        return file.read_text(encoding=encoding) if file is not None else sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        msg = f"{file if file is not None else '<stdin>'}: cannot read it: {why}"
+        raise SetupError(msg) from None
+
+
 def write_owner_only(path: Path, data: bytes, *, overwrite: bool = False) -> None:
     """Write ``data`` to ``path`` readable by its owner only (0600), atomically, never following a symlink.
 
@@ -116,12 +126,7 @@ def rsa_xml_to_pem(xml_text: str, *, source: str = "<xml>") -> bytes:
 def superoffice_key(xml_file: Path, out: Path, *, force: bool = False) -> int:
     """``setup superoffice-key``: convert the XML key file to a 0600 PEM; exit 0, or 1 naming the problem."""
     try:
-        text = xml_file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        _err(f"error: {xml_file}: cannot read it: {why}")
-        return 1
-    try:
+        text = _read_input(xml_file, encoding="utf-8-sig")
         write_owner_only(out, rsa_xml_to_pem(text, source=str(xml_file)), overwrite=force)
     except SetupError as exc:
         _err(f"error: {exc}")
@@ -204,13 +209,7 @@ def system_user_token(file: Path | None, out: Path | None, *, force: bool = Fals
     """``setup system-user-token``: print (or write 0600) the system user token; exit 0, or 1."""
     source = str(file) if file is not None else "<stdin>"
     try:
-        text = file.read_text(encoding="utf-8") if file is not None else sys.stdin.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        _err(f"error: {source}: cannot read it: {why}")
-        return 1
-    try:
-        value = system_user_token_from(text, source=source)
+        value = system_user_token_from(_read_input(file), source=source)
         if out is not None:
             write_owner_only(out, value.encode() + b"\n", overwrite=force)
     except SetupError as exc:
@@ -229,12 +228,10 @@ def prefect_secret(name: str, file: Path | None) -> int:
     from scimflow.prefect_secrets import save_prefect_secret
 
     try:
-        value = file.read_text(encoding="utf-8") if file is not None else sys.stdin.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        _err(f"error: {file}: cannot read it: {why}")
+        value = _read_input(file).strip()
+    except SetupError as exc:
+        _err(f"error: {exc}")
         return 1
-    value = value.strip()
     if not value:
         _err("error: the value is empty; nothing was saved")
         return 1
