@@ -6,9 +6,10 @@ A run writes its plan files to ``<out_dir>/<run folder>/`` on the worker (what i
 
 - a folder (the default, ``.scimflow/plans`` beside the config, or a shared mount such as ``/srv/plans``):
   folders created 0700, files written 0600 without following a symlink (:func:`scimflow.files.write_private`);
-- a URL (``file://``, ``s3://``, ``gs://``, ``az://``, ``memory://``…): written through fsspec (installed with
-  Prefect), whose filesystem for the scheme must be installed (``s3fs`` for ``s3://``, …) and whose
-  credentials come from its own configuration (environment, instance role), never from the URL.
+- a URL (``s3://``, ``gs://``, ``az://``, ``memory://``…; a ``file://`` URL is a folder): written through
+  fsspec (installed with Prefect), whose filesystem for the scheme must be installed (``s3fs`` for
+  ``s3://``, …) and whose credentials come from its own configuration (environment, instance role), never
+  from the URL.
 
 The copy's ``plan.jsonl`` is read back and hashed: a store that changed the bytes is an error, not a link.
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from scimflow.errors import ScimflowError
 from scimflow.files import private_folder, write_private
@@ -46,9 +48,15 @@ class StoredPlan:
 
 
 def is_url(value: str) -> bool:
-    """Whether a ``plan_store`` value is a URL (``scheme://…``) rather than a folder path."""
+    """Whether a ``plan_store`` value is a URL (``scheme://…``, not ``file://``) rather than a folder."""
     scheme = urlsplit(value).scheme
-    return "://" in value and len(scheme) > 1  # a Windows drive letter is no scheme
+    return "://" in value and len(scheme) > 1 and scheme != "file"  # a Windows drive letter is no scheme
+
+
+def _root(config: Config) -> Path:
+    """A folder store's root: the path, or a ``file://`` URL's path (both kept owner-only)."""
+    value = config.plan_store
+    return Path(url2pathname(urlsplit(value).path)) if value.startswith("file://") else Path(value)
 
 
 def location(config: Config, plan_dir: Path | str) -> str:
@@ -61,7 +69,7 @@ def location(config: Config, plan_dir: Path | str) -> str:
 
 
 def _folder(config: Config, plan_dir: Path | str) -> Path:
-    return (Path(config.plan_store) / config.tenant_key / Path(plan_dir).name).absolute()
+    return (_root(config) / config.tenant_key / Path(plan_dir).name).absolute()
 
 
 def store_plan(config: Config, plan_dir: Path | str) -> StoredPlan:

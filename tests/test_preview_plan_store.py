@@ -92,3 +92,14 @@ def test_a_url_carrying_credentials_is_refused_by_the_config(tmp_path: Path, val
     with pytest.raises(ConfigError, match=r"plan_store: ") as err:
         parse_config({**BASE, "plan_store": value}, base=tmp_path)
     assert "secret" not in str(err.value) and "sig=abc" not in str(err.value)
+
+
+def test_a_file_url_is_a_private_folder_store(tmp_path: Path) -> None:
+    """plan_store: file:///… is kept as a folder: the same owner-only files as a plain path."""
+    root = tmp_path / "shared plans"
+    config = parse_config({**BASE, "plan_store": root.as_uri()}, base=tmp_path)
+    out = _plan_dir(tmp_path)
+    stored = store_plan(config, out)
+    dest = root / "contoso" / out.name
+    assert stored.url == dest.as_uri()
+    assert stat.S_IMODE(os.stat(dest / "plan.jsonl").st_mode) == 0o600
