@@ -311,12 +311,12 @@ def test_a_late_nightly_raises_its_alert_and_one_in_time_none(tenant_factory, we
 
 
 @pytest.mark.prefect
-def test_a_time_of_day_is_read_against_the_deployed_schedule(block):
+def test_a_time_of_day_is_read_against_the_deployed_schedule(block, tmp_path, capsys):
     """The late alert of a deployment scheduled at 02:00 with late_after "06:00" waits 4 hours on the server;
-    a deployment that is not there is refused, naming the settings file."""
+    a settings file naming a deployment that is not there is refused (exit 1), naming the file."""
     from prefect.client.orchestration import get_client
 
-    from deployments.notifications import ensure_automations
+    from deployments.notifications import main
 
     name = f"nightly-clock-{uuid.uuid4().hex[:6]}"
     _deployment(name, cron="0 2 * * *")
@@ -331,11 +331,16 @@ def test_a_time_of_day_is_read_against_the_deployed_schedule(block):
         stored = asyncio.run(read())
         assert stored.trigger.posture == "Proactive" and stored.trigger.within == timedelta(hours=4)
         assert stored.trigger.after == {"prefect.flow-run.Pending", "prefect.flow-run.Running", "prefect.flow-run.Late"}
-    gone = LateAlert("gone", "sync-users/never-deployed", "4h", "gone/alerts.yaml")
-    with pytest.raises(
-        LateAlertError, match=re.escape("gone/alerts.yaml: deployment 'sync-users/never-deployed' is not on")
-    ):
-        asyncio.run(ensure_automations(block, late=[gone]))
+    settings = _settings(tmp_path, "tenant: gone\ndeployment: sync-users/never-deployed\nlate_after: 4h\n")
+    assert main(["--block", block, "--late-settings", str(settings)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {settings}: deployment 'sync-users/never-deployed' is not on this Prefect server" in err
+
+    async def names() -> set[str]:
+        async with get_client() as client:
+            return {a.name for a in await client.read_automations()}
+
+    assert "scimflow: gone: sync-users/never-deployed late" not in asyncio.run(names()), "nothing was created"
 
 
 @pytest.mark.prefect
