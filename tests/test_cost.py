@@ -137,14 +137,22 @@ def test_cost_lines_and_text(tmp_path: Path) -> None:
 def test_scim_worked_example_requests_are_the_ones_sent(tmp_path: Path, dialect: str) -> None:
     """The SCIM writer's count equals the SCIM emulator's, endpoint by endpoint, in both dialects: for the worked
     example's push (users, computed groups, memberships), then for a night with an update that moves a user
-    between computed groups and a retirement."""
+    between computed groups and a retirement; the round trip is the whole answer's (the latency comes with the
+    body)."""
     from scimflow.connectors.graph import clear_app_cache
     from scimflow.emulators.host import EmulatorHost
     from tests.flows.flowkit import FIXTURES, WIDE
 
     graph = json.loads((FIXTURES / "graph.json").read_text())
     host = EmulatorHost(
-        graph, {}, tmp_path / "t", rules=FIXTURES / "rules.yaml", guardrails=WIDE, target="scim", scim_dialect=dialect
+        graph,
+        {},
+        tmp_path / "t",
+        rules=FIXTURES / "rules.yaml",
+        guardrails=WIDE,
+        target="scim",
+        scim_dialect=dialect,
+        scim_settings={"latency": 0.03},  # sent with the body: the headers leave at once
     )
     host.start()
     rounds = []
@@ -170,6 +178,7 @@ def test_scim_worked_example_requests_are_the_ones_sent(tmp_path: Path, dialect:
         assert report.failed == 0 and report.drifted == 0 and report.applied > 0
         assert outcome.cost is not None
         assert outcome.cost.requests == sent
+    assert all(o.cost is not None and (o.cost.rtt_ms or 0) >= 30 for o, _, _ in rounds)  # the whole answer timed
     changed = rounds[1][0].cost
     assert changed is not None and changed.requests.get("PATCH /Groups/{id}", 0) >= 2  # out of one group, into another
 

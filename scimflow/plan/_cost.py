@@ -6,7 +6,8 @@ Three parts, kept apart so that none can drift from what it describes:
   implemented next to the code that sends each request): ``{"POST api/v1/User": 1000, ...}`` for the rows
   the apply will write (the classes the guardrails hold left out), cut into chunks as the engine cuts them.
 - **The round trip** is measured during this run's extract: :class:`RoundTrips` times every request of the
-  target's reading client (an httpx event hook: request sent → answer's headers in) and gives the median of
+  target's reading client (httpx event hooks: request sent → answer read whole; a server may send its
+  headers before it has done the work, the emulators' SCIM service does) and gives the median of
   its small successful reads (an answer of at most :data:`SMALL_READ_BYTES`: a reference list, a short page;
   a page of a thousand users is mostly the server's work, which one user's write does not have), else of
   all of them, with the 429 answers seen and their ``Retry-After`` (:class:`TargetTiming`, carried in the
@@ -71,7 +72,7 @@ FIXED_ROUNDS = 6
 #: bound runs (10,000 creates: 65 s for 20,162 requests at 8 x 21.5 ms, i.e. 0.5-0.6 ms each). Next to a real
 #: service's round trip (100 ms and more) it is small; next to the emulators' 20 ms it is a fifth of the figure.
 CLIENT_MS_PER_REQUEST = 0.6
-#: Reads whose answer declares at most this many bytes are the round trip's samples (when there are any).
+#: Reads whose answer has at most this many bytes are the round trip's samples (when there are any).
 SMALL_READ_BYTES = 16 * 1024
 _T0 = "scimflow.sent_at"
 
@@ -142,10 +143,13 @@ class RoundTrips:
                 return
             if status < 400:
                 self._ends.append(now)
-                if response.request.method == "GET" and isinstance(sent, float):
-                    size = response.headers.get("Content-Length", "")
-                    small = size.isdigit() and int(size) <= SMALL_READ_BYTES
-                    self._reads.append((now - sent, small))
+        if status < 400 and response.request.method == "GET" and isinstance(sent, float):
+            # The hook runs once the headers are in; the answer is whole only once its body is. Reading it here
+            # is what the client does next anyway (no request of the connectors streams its answer).
+            size = len(response.read())
+            done = time.perf_counter()
+            with self._lock:
+                self._reads.append((done - sent, size <= SMALL_READ_BYTES))
 
     def timing(self) -> TargetTiming:
         """What was seen so far."""
