@@ -11,6 +11,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from scimflow.config import Guardrails
 from scimflow.connectors.scim import SCIM_GROUPS_SCHEMA, SCIM_USERS_SCHEMA
@@ -329,3 +331,51 @@ def test_pending_entries_on_postgresql(tmp_path: Path, postgres_url: str) -> Non
         assert s.pending_retirements().is_empty()
         plan_at(rules, s, DAY0 + dt.timedelta(days=2))
         assert s.drop_pending([12]) == 1
+
+
+# --- any sequence of runs -------------------------------------------------------------------------------------
+
+STEPS = st.lists(
+    st.tuples(st.integers(min_value=1, max_value=60), st.sampled_from([False, False, False, True]), st.booleans()),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS)
+def test_any_sequence_of_runs_retires_exactly_when_the_model_says(
+    tmp_path: Path, steps: list[tuple[int, bool, bool]]
+) -> None:
+    """Runs hours apart, Sara enabled or not, each plan applied or not: a retire row exactly when she has been
+    continuously gone since a run whose day plus 7 days has come; never while pending or after a return."""
+    rules = grace_rules(tmp_path)
+    graph = json.loads((FIXTURES / "graph.json").read_text())
+    so_data = json.loads((FIXTURES / "superoffice.json").read_text())
+    with StateStore("sqlite://") as store:
+        now, retired, first_seen = DAY0, False, None
+        for hours, enabled, apply in steps:
+            now += dt.timedelta(hours=hours)
+            for user in graph["users"]:
+                if user["id"] == SARA:
+                    user["accountEnabled"] = enabled
+            for user in so_data["users"]:
+                if user["AssociateId"] == 12:
+                    user["Deleted"] = retired
+            entra, so, ref = frames_from_fixtures(graph, so_data)
+            plan = build_plan(entra, so, ref, rules, None, pending=store.pending_retirements(), now=now)
+            save_grace(store, plan, evaluate_guardrails(plan, WIDE, entra.height))
+            # the model: gone (disabled, not retired) since first_seen; due from the start of its day + 7 days
+            if enabled or retired:
+                first_seen = None
+            elif first_seen is None:
+                first_seen = now
+            due = None if first_seen is None else first_seen.replace(hour=0, minute=0) + dt.timedelta(days=7)
+            row = rows_by_key(plan).get("sara.lind@contoso.com", {})
+            assert (row.get("action") == "retire") == (due is not None and now >= due), (now, due, row)
+            assert plan.counts["pending_retire"] == (1 if due is not None and now < due else 0)
+            kept = store.pending_retirements().get_column("first_seen").to_list()
+            assert kept == ([] if first_seen is None else [first_seen])
+            if apply and row.get("action") == "retire":
+                store.drop_pending(["12"])  # what finish_apply does once MakeRetired is applied
+                retired, first_seen = True, None
