@@ -268,9 +268,12 @@ def _state(run_id: Any) -> Any:
 @pytest.mark.prefect
 @pytest.mark.slow
 def test_a_late_nightly_raises_its_alert_and_one_in_time_none(tenant_factory, webhook, block):
-    """Two tenant deployments: a run still waiting for approval after its 10 s window raises the late alert
-    naming its tenant with links to the run and the deployment; a clean run done within its window raises nothing."""
+    """Three tenant deployments: a run still waiting for approval after its 10 s window raises the late alert
+    naming its tenant with links to the run and the deployment; so does a run no worker ever takes (it turns
+    Late); a clean run done within its window raises nothing."""
+    from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
+    from prefect.states import Cancelled
 
     late_t = tenant_factory(guardrails=WIDE, context_identifier="Late1")
     fine_t = tenant_factory(guardrails=WIDE, context_identifier="Fine1")
@@ -278,14 +281,20 @@ def test_a_late_nightly_raises_its_alert_and_one_in_time_none(tenant_factory, we
         open_store(load_config(t.config)).close()
     tag = uuid.uuid4().hex[:6]
     late_dep, fine_dep = _deployment(f"nightly-late-{tag}"), _deployment(f"nightly-fine-{tag}")
+    down_dep = _deployment(f"nightly-down-{tag}")
     alerts = [
         LateAlert(_tenant_key(late_t), f"sync-users/nightly-late-{tag}", "10s", "late/alerts.yaml"),
         LateAlert(_tenant_key(fine_t), f"sync-users/nightly-fine-{tag}", "40s", "fine/alerts.yaml"),
+        LateAlert("down1", f"sync-users/nightly-down-{tag}", "11s", "down/alerts.yaml"),
     ]
     with _automations(block, alerts) as made:
         assert {a.name for a in made} >= {a.name for a in alerts}
         late = _run_deployment(late_dep, params(late_t, mode="approve"))
         fine = _run_deployment(fine_dep, params(fine_t, mode="auto"))
+        with get_client(sync_client=True) as client:  # due now, and no worker will take it
+            down = client.create_flow_run_from_deployment(
+                down_dep, parameters={"params": params(fine_t).model_dump(mode="json")}
+            )
         started = time.monotonic()
         try:
             wait_for(lambda: bool(webhook.about("not finished by 10s")), timeout=60, step=0.5)
@@ -299,6 +308,11 @@ def test_a_late_nightly_raises_its_alert_and_one_in_time_none(tenant_factory, we
         assert time.monotonic() - started < 40, "the clean run finished within its window"
         # the clean run's window ends 40 s after it became due; the triggers service looks every 5 s
         wait_for(lambda: time.monotonic() - started > 40 + 12, timeout=60, step=1)
+        try:  # Late 15 s after its start (the server's late-runs service), then its 11 s window
+            wait_for(lambda: bool(webhook.about("not finished by 11s")), timeout=30, step=0.5)
+        finally:
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(down.id, Cancelled(message="test over"), force=True)
     (alert,) = webhook.about("not finished by 10s")
     tenant = _tenant_key(late_t)
     assert alert["subject"].startswith(f"scimflow: {tenant}: nightly run ")
@@ -308,6 +322,9 @@ def test_a_late_nightly_raises_its_alert_and_one_in_time_none(tenant_factory, we
     assert str(late.id) in alert["body"] and str(late_dep) in alert["body"]
     assert webhook.about(_tenant_key(fine_t)) == [], "a clean run in time raises no alert of any kind"
     assert webhook.about(str(fine.id)) == []
+    (never,) = webhook.about("not finished by 11s")
+    assert never["subject"].startswith("scimflow: down1: nightly run ") and str(down.id) in never["body"]
+    assert re.search(r"it was Late at .* no final state since", never["body"]), never["body"]
 
 
 @pytest.mark.prefect
