@@ -161,7 +161,8 @@ def with_grace(plan: Plan, rules: RuleSet, pending: pl.DataFrame | None, now: dt
         waiting = pl.DataFrame(schema={**PENDING_SCHEMA, "associate_id": plan.rows.schema["associate_id"]})
         outcome = GraceOutcome(None, now, waiting, empty_pending(), cancelled)
         return dataclasses.replace(plan, grace=outcome, counts={**plan.counts, PENDING_COUNT: 0})
-    timed = candidates.join(stored.select("partner_id", "first_seen"), on="partner_id", how="left").with_columns(
+    once = candidates.unique("partner_id", keep="first", maintain_order=True)  # one entry per partner, always
+    timed = once.join(stored.select("partner_id", "first_seen"), on="partner_id", how="left").with_columns(
         pl.col("first_seen").fill_null(pl.lit(now, dtype=_UTC))
     )
     # a period in days falls due at the start of its UTC day, so a nightly run a few seconds earlier than the
