@@ -4,7 +4,7 @@
 server is there (``PREFECT_API_URL``); the approval is checked by the CLI before (the flow receives the
 confirmed hash and refuses a plan.jsonl whose hash differs: :class:`~scimflow.apply.PlanChangedError`).
 Only wiring lives here: the stages are the tasks of ``tasks/apply.py``, one task run per stage or per chunk
-of changes, as in ``flows/sync.py``; the run is named ``<tenant>-apply-<UTC time>`` and tagged ``tenant:<key>``.
+of changes, applied and concluded as ``flows/sync.py`` does (``flows/_apply_common.py``); the run is named ``<tenant>-apply-<UTC time>`` and tagged ``tenant:<key>``.
 The process exits with the ``scimflow sync`` contract's code: 0 all applied, 3 some not applied, 1 error.
 """
 
@@ -14,30 +14,25 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, cast
+from typing import NoReturn
 
 import polars as pl
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
-from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
-from prefect.utilities.annotations import quote
 from rich.console import Console
 
+from flows._apply_common import TASK_RUNNER, apply_in_chunks, conclude, plain
 from flows.labels import name_for, tag_run
 from flows.logs import with_core_logs
-from flows.states import final_state, result_of
-from flows.sync import TASK_RUNNER
-from flows.tenant_slot import tenant_apply_slot
+from flows.states import result_of
 from scimflow import pipeline
 from scimflow.apply import (
     HELD_WHY,
+    Conclusion,
     PlanChangedError,
-    PlanRow,
-    RowResult,
     SyncResult,
-    chunk_rows,
     held_by,
     held_classes_for,
     split_held,
@@ -46,27 +41,13 @@ from scimflow.apply import (
 from scimflow.commands.apply_cmd import cli_approval, load_saved_plan, print_report, read_links
 from scimflow.config import Config, load_config
 from scimflow.errors import ScimflowError
-from tasks.apply import (
-    apply_changes,
-    finish_changes,
-    finish_sync_run,
-    hold_changes,
-    load_approved_plan,
-    record_approval_form,
-    release_apply_session,
-)
-from tasks.preview import ArtifactKeys, publish_report
+from tasks.apply import finish_changes, finish_sync_run, hold_changes, load_approved_plan, record_approval_form
+from tasks.preview import ArtifactKeys
 
 __all__ = ["FLOW_NAME", "apply_saved_plan", "main", "run_name"]
 
 #: The flow's name in Prefect.
 FLOW_NAME = "apply-saved-plan"
-_T = TypeVar("_T")
-
-
-def _plain(value: _T) -> _T:
-    """``value`` as a task parameter Prefect does not walk looking for futures (see ``flows/sync.py``)."""
-    return cast(_T, quote(value))
 
 
 def run_name() -> str:
@@ -84,28 +65,6 @@ def start_apply_run(config: Config, plan_hash: str) -> str:
     """Record the run in the state store (mode ``apply``); its id."""
     with pipeline.open_store(config) as store:
         return store.start_run("apply", plan_hash=plan_hash)
-
-
-def _apply_chunks(config: Config, plan_hash: str, rows: list[PlanRow], run_id: str) -> list[RowResult]:
-    """One task run per chunk, all submitted at once, sharing one apply session (as ``flows/sync.py``)."""
-    chunks = chunk_rows(rows)
-    if not chunks:
-        return []
-    results: list[RowResult] = []
-    futures: list[PrefectFuture[list[RowResult]]] = []
-    with tenant_apply_slot(config.tenant_key):
-        try:
-            for i, chunk in enumerate(chunks, start=1):
-                futures.append(
-                    apply_changes.submit(config, plan_hash, _plain(chunk), index=i, total=len(chunks), run_id=run_id)
-                )
-            for future in futures:
-                results += future.result()
-        finally:
-            for future in futures:
-                future.wait()
-            release_apply_session(plan_hash, run_id)
-    return results
 
 
 @flow(name=FLOW_NAME, flow_run_name=run_name, log_prints=False, task_runner=TASK_RUNNER)
@@ -130,46 +89,24 @@ def apply_saved_plan(
     links = read_links(saved.folder, plan_hash)
     approval = cli_approval(hold_actions or [], hold_users or [], comment)
     holds = held_classes_for(approval, saved.over_budget)  # over budget: held, as the direct path holds them
-    counts = {k: v for k, v in saved.summary.items() if isinstance(v, int)}
     run_id = start_apply_run(cfg, plan_hash)
     record_approval_form(cfg, run_id, plan_hash, approver, approval.form_values())
     try:
         rows = load_approved_plan(saved.folder, plan_hash)
         go, held = split_held(rows, holds, approval.hold_users)
-        results = _apply_chunks(cfg, plan_hash, go, run_id)
+        results = apply_in_chunks(cfg, plan_hash, go, run_id, keys.progress)
         if held:
-            results += hold_changes(cfg, plan_hash, _plain(held), HELD_WHY, run_id)
+            results += hold_changes(cfg, plan_hash, plain(held), HELD_WHY, run_id)
         pairs = links if links is not None else pl.DataFrame(schema={"entra_id": pl.String, "associate_id": pl.String})
-        report = finish_changes(cfg, plan_hash, _plain(rows), _plain(results), pairs, None)
+        report = finish_changes(cfg, plan_hash, plain(rows), plain(results), pairs, None)
     except BaseException as exc:
+        counts = {k: v for k, v in saved.summary.items() if isinstance(v, int)}
         finish_sync_run(cfg, run_id, "failed", {**counts, "status": "failed", "error": type(exc).__name__}, None)
         raise
-    result = SyncResult(
-        status=status_of(report),
-        plan_hash=plan_hash,
-        plan_dir=str(saved.folder),
-        counts=counts,
-        guardrails=saved.summary.get("guardrails", {}),
-        report=report,
-        approver=approver,
-        comment=approval.comment,
-        flow_run_id=str(flow_run.id) if flow_run.id else None,
-        artifacts=keys.model_dump(),
+    end = Conclusion(status_of(report), report, run_id, approver, approval.comment, held_by(held))
+    return conclude(
+        cfg, keys, end, plan_hash=plan_hash, plan_dir=saved.folder, summary=saved.summary, source_users=None
     )
-    publish_report(
-        report,
-        keys,
-        status=result.status,
-        plan_hash=plan_hash,
-        plan_dir=saved.folder,
-        approver=approver,
-        comment=approval.comment,
-        held_by=held_by(held),
-    )
-    summary: dict[str, Any] = {**counts, "status": result.status, "plan_hash": plan_hash}
-    summary.update(report.model_dump(exclude={"rows", "plan_hash"}))
-    finish_sync_run(cfg, run_id, result.run_status, summary, None)
-    return final_state(result)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -216,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[red]apply failed:[/red] {type(exc).__name__}: {exc}")
         return 1
     if result.report is not None:
-        print_report(result.report, out)
+        print_report(result.report, out, err, over_budget=list(result.guardrails.get("held", []) or []))
     err.print(f"flow run {result.flow_run_id} ({FLOW_NAME}): {result.status}")
     return result.exit_code
 

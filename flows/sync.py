@@ -8,26 +8,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
-from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
-from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
 from pydantic import Field
 
+from flows._apply_common import TASK_RUNNER, apply_in_chunks, conclude
+from flows._apply_common import plain as _plain
 from flows.alerts import alert_approval_waiting, alert_on_plan
 from flows.labels import run_name, tag_run
 from flows.logs import with_core_logs
-from flows.states import final_state, running_after_pause_timeout
-from flows.tenant_slot import tenant_apply_slot
+from flows.states import running_after_pause_timeout
 from scimflow import plan_store
 from scimflow.apply import (
     HELD_WHY,
@@ -37,14 +33,11 @@ from scimflow.apply import (
     ChangeClass,
     Conclusion,
     FormReply,
-    PlanRow,
-    RowResult,
     SyncResult,
     SyncStatus,
     approver_label,
     automatic_approval,
     check_form,
-    chunk_rows,
     held_by,
     held_classes_for,
     plan_file_hash,
@@ -59,22 +52,17 @@ from scimflow.preview import refused_note
 from scimflow.sync_params import SyncParams
 from scimflow.vocab import CHANGE_ACTIONS
 from tasks.apply import (
-    apply_changes,
     finish_changes,
-    finish_sync_run,
     hold_changes,
     load_approved_plan,
     record_approval_form,
-    release_apply_session,
 )
 from tasks.extract import extract_entra_users, extract_target_users
 from tasks.plan import plan_changes, start_sync_run
-from tasks.preview import ArtifactKeys, publish_preview, publish_report
+from tasks.preview import ArtifactKeys, publish_preview
 from tasks.validate import validate_users
 
 __all__ = ["LOOKAHEAD", "ApplyApproval", "SyncParams", "sync_users"]
-
-_T = TypeVar("_T")
 
 
 class ApplyApproval(RunInput):
@@ -104,14 +92,6 @@ class ApplyApproval(RunInput):
         default_factory=list, description="Classes held over their guardrail budget that you let through anyway."
     )
     hold_users: list[str] = Field(default_factory=list, description="User keys (as in the preview) not to apply.")
-
-
-#: The flow's task runner, pinned: Prefect's in-process thread pool. The chunk tasks of one apply share one
-#: :class:`~scimflow.apply.ApplySession` kept in this process (``tasks/apply.py``: one logged-in writer, one
-#: pool of ``concurrency`` writer threads, and the chunks' turns, chunk n waiting for older chunks). Under
-#: a process or distributed task runner a chunk would wait for chunks it never sees and each process would
-#: log in and open its own writers, so the runner is named here instead of left to a default.
-TASK_RUNNER = cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner())
 
 
 @flow(name="sync-users", flow_run_name=run_name, log_prints=False, task_runner=TASK_RUNNER)
@@ -161,7 +141,7 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
         return _conclude(config, keys, planned, Conclusion("plan_changed", None, run_id, None, approval.comment))
     rows = load_approved_plan(planned.out, planned.plan_hash)
     go, held = split_held(rows, held_classes_for(approval, over_budget), approval.hold_users)
-    results = _apply(config, planned, go, run_id, keys)
+    results = apply_in_chunks(config, planned.plan_hash, go, run_id, keys.progress)  # flows/_apply_common.py
     if second_round(
         approval, mode=params.mode, wait_for_held=params.wait_for_held, held_rows=len(held), over_budget=over_budget
     ):
@@ -170,7 +150,7 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
         if second is not None and second.approve:
             holds = held_classes_for(second, over_budget) | set(approval.hold_actions)
             go, held = split_held(held, holds, [*second.hold_users, *approval.hold_users])
-            results += _apply(config, planned, go, run_id, keys)
+            results += apply_in_chunks(config, planned.plan_hash, go, run_id, keys.progress)
     if held:
         results += hold_changes(config, planned.plan_hash, _plain(held), HELD_WHY, run_id)
     report = finish_changes(config, planned.plan_hash, _plain(rows), _plain(results), planned.plan.matched_pairs, entra)
@@ -179,15 +159,6 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
 
 
 # --- wiring helpers (no decisions: those are scimflow.apply's) -------------------------------------
-
-
-def _plain(value: _T) -> _T:
-    """``value`` wrapped in Prefect's ``quote``: a task parameter Prefect does not walk looking for futures.
-
-    Plan rows and results are plain data, thousands of models per run; walking them costs the apply CPU
-    it needs for its requests. The task receives ``value`` itself (Prefect unwraps ``quote``), hence the cast.
-    """
-    return cast(_T, quote(value))
 
 
 def _comment(approval: Approval | None) -> str | None:
@@ -252,71 +223,15 @@ def _record(config: Config, run_id: str, planned: PlanOutcome, approval: Approva
     record_approval_form(config, run_id, planned.plan_hash, approver_label(approval), values)
 
 
-def _apply(
-    config: Config, planned: PlanOutcome, rows: list[PlanRow], run_id: str, keys: ArtifactKeys
-) -> list[RowResult]:
-    """One task run per chunk, all submitted at once, :data:`LOOKAHEAD` of them past the oldest unfinished
-    one at work (each task waits for its turn), with a progress artifact of the chunks finished.
-
-    The chunks at work share the run's ``write_concurrency`` writers, so the later ones' drift re-read
-    overlaps the earlier ones' writes and the writers stay busy from one chunk to the next.
-    """
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-    chunks = chunk_rows(rows)
-    if not chunks:
-        return []
-    progress = create_progress_artifact(0.0, key=keys.progress, description=f"Applying {len(rows)} changes")
-    assert isinstance(progress, UUID)  # the sync API (we are not in an event loop)
-    results: list[RowResult] = []
-    futures: list[PrefectFuture[list[RowResult]]] = []
-    with tenant_apply_slot(config.tenant_key):  # one apply per tenant at a time (flows/tenant_slot.py)
-        try:
-            for i, chunk in enumerate(chunks, start=1):
-                futures.append(
-                    apply_changes.submit(
-                        config, planned.plan_hash, _plain(chunk), index=i, total=len(chunks), run_id=run_id
-                    )
-                )
-            for i, future in enumerate(futures, start=1):
-                results += future.result()
-                update_progress_artifact(progress, 100.0 * i / len(chunks))
-        finally:
-            for future in futures:
-                future.wait()
-            release_apply_session(planned.plan_hash, run_id)
-    return results
-
-
 def _conclude(config: Config, keys: ArtifactKeys, planned: PlanOutcome, end: Conclusion) -> State[SyncResult]:
     """Publish the report artifact, record how the run ended, and return the run's final state (its
-    :class:`SyncResult` as the data)."""
-    result = SyncResult.model_validate(
-        {
-            "status": end.status,
-            "plan_hash": planned.plan_hash,
-            "plan_dir": str(planned.out),
-            "counts": {k: int(v) for k, v in planned.summary.items() if isinstance(v, int)},
-            "guardrails": planned.summary.get("guardrails", {}),
-            "report": end.report,
-            "approver": end.approver,
-            "comment": end.comment,
-            "flow_run_id": str(flow_run.id) if flow_run.id else None,
-            "artifacts": keys.model_dump(),
-        }
-    )
-    publish_report(
-        end.report,
+    :class:`SyncResult` as the data): :func:`flows._apply_common.conclude` for this run's plan."""
+    return conclude(
+        config,
         keys,
-        status=end.status,
+        end,
         plan_hash=planned.plan_hash,
         plan_dir=planned.out,
-        approver=end.approver,
-        comment=end.comment,
-        held_by=end.held_by,
+        summary=planned.summary,
+        source_users=planned.source_users,
     )
-    summary = {**result.counts, "status": end.status, "plan_hash": planned.plan_hash}
-    if end.report is not None:
-        summary.update(end.report.model_dump(exclude={"rows", "plan_hash"}))
-    finish_sync_run(config, end.run_id, result.run_status, summary, planned.source_users)
-    return final_state(result)

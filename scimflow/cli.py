@@ -240,7 +240,10 @@ def apply(
     ] = None,
     direct: Annotated[
         bool,
-        typer.Option("--direct", help="Apply in this process even when PREFECT_API_URL is set (no flow run)."),
+        typer.Option(
+            "--direct",
+            help="Apply in this process even when PREFECT_API_URL is set (no flow run; also when no server answers).",
+        ),
     ] = False,
 ) -> None:
     """Apply a saved plan whose hash you confirm. Exit 0 all applied, 3 some not applied, 1 error or not approved.
@@ -249,8 +252,9 @@ def apply(
     every row is journalled and read back, the plan's matched pairs are linked; classes over their
     guardrail budget are held, and a plan whose source was judged unhealthy is refused. A plan.jsonl that
     no longer has its hash is refused with nothing applied. The approval is journalled as cli:<your OS user>.
-    With PREFECT_API_URL set (and a server answering there) it runs as a Prefect flow run (apply-saved-plan,
-    named <tenant>-apply-<time>, the hash confirmed here first); otherwise, or with --direct, in this process.
+    With PREFECT_API_URL set it runs as a Prefect flow run (apply-saved-plan, named <tenant>-apply-<time>, the
+    hash confirmed here first), and exits 1 applying nothing if no server answers there; without
+    PREFECT_API_URL, or with --direct, in this process.
     """
     from scimflow.commands.apply_cmd import run_apply
 

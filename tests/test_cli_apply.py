@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,18 @@ SARA = "6f1c0003-2b3a-4c5d-9e8f-0a1b2c3d0003"
 EMPLOYEES = "a0b00004-1111-4222-8333-444455550004"
 
 
-def scimflow(*args: str, stdin: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run ``scimflow ARGS`` as a user would (a child process, output piped)."""
+def user_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without ``PREFECT_API_URL`` (the test session sets it; a user who has no
+    Prefect server does not, and `scimflow apply` then applies directly), plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return {**env, **overrides}
+
+
+def scimflow(
+    *args: str, stdin: str | None = None, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``scimflow ARGS`` as a user would (a child process, output piped), by default without
+    ``PREFECT_API_URL`` (:func:`user_env`)."""
     return subprocess.run(
         [sys.executable, "-m", "scimflow", *args],
         capture_output=True,
@@ -33,6 +45,7 @@ def scimflow(*args: str, stdin: str | None = None, timeout: float = 180) -> subp
         cwd=ROOT,
         timeout=timeout,
         input=stdin,
+        env=user_env() if env is None else env,
     )
 
 
@@ -189,6 +202,10 @@ def test_apply_of_the_every_action_plan_reactivates_and_leaves_quarantine_alone(
 # --- applying a saved plan: the worked example ---------------------------------------------------------
 
 
+#: Guardrails that put the worked example's one retirement over its budget (no retirement allowed).
+NO_RETIRE = {"max_retire": 0, "max_changes": 500, "min_source_users": 1}
+
+
 @pytest.fixture
 def worked(tmp_path: Path) -> Iterator[tuple[Tenant, Path]]:
     """The worked example on fresh emulators and its plan written by `scimflow plan`."""
@@ -197,6 +214,23 @@ def worked(tmp_path: Path) -> Iterator[tuple[Tenant, Path]]:
         proc = plan(tenant.config, out)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         yield tenant, out
+
+
+@contextmanager
+def over_budget_plan(folder: Path) -> Iterator[tuple[Tenant, Path]]:
+    """The worked example under :data:`NO_RETIRE` and its plan, whose guardrails hold the class ``retire``."""
+    graph = json.loads((FIXTURES / "graph.json").read_text())
+    so = json.loads((FIXTURES / "superoffice.json").read_text())
+    tenant = start_tenant(folder / "tenant", graph, so, rules=FIXTURES / "rules.yaml", guardrails=NO_RETIRE)
+    try:
+        out = folder / "plan"
+        proc = plan(tenant.config, out)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        guardrails = json.loads((out / "summary.json").read_text())["guardrails"]
+        assert (guardrails["verdict"], guardrails["held"]) == ("over_budget", ["retire"])
+        yield tenant, out
+    finally:
+        stop_tenant(tenant)
 
 
 def _links(tenant: Tenant) -> dict[str, str]:
@@ -286,6 +320,19 @@ def test_held_actions_are_journalled_not_applied(worked: tuple[Tenant, Path]) ->
     assert users["kari.nordmann@contoso.com"][0]["Role"]["Value"] == "Manager"
 
 
+def test_a_class_over_its_guardrail_budget_is_held_not_applied(tmp_path: Path) -> None:
+    """A plan whose retirements are over budget applies the rest and holds Sara's retirement (exit 3), saying so."""
+    with over_budget_plan(tmp_path) as (tenant, out):
+        proc = scimflow("apply", str(out), "--config", str(tenant.config), "--approve", plan_hash(out))
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert "applied 3, already done 0, held 1" in proc.stdout
+        assert "held retire sara.lind@contoso.com" in proc.stdout
+        assert "held over their guardrail budget: retire" in proc.stderr
+        users = tenant.users_by_name()
+        assert users["sara.lind@contoso.com"][0]["Deleted"] is False
+        assert users["kari.nordmann@contoso.com"][0]["Role"]["Value"] == "Manager"
+
+
 # --- a SCIM target: group rows ---------------------------------------------------------------------------
 
 
@@ -349,9 +396,11 @@ def test_copied_plan_folder_keeps_its_links_bound(worked: tuple[Tenant, Path], t
     assert _links(tenant) == {}
 
 
-def _apply_on_a_terminal(tenant: Tenant, out: Path, typed: str) -> subprocess.CompletedProcess[str]:
-    """`scimflow apply PLAN_DIR` with a terminal (a pty) as stdin, ``typed`` answered at the prompt."""
-    import os
+def apply_on_a_terminal(
+    tenant: Tenant, out: Path, typed: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`scimflow apply PLAN_DIR` with a terminal (a pty) as stdin, ``typed`` answered at the prompt (the
+    environment :func:`user_env` unless ``env``)."""
     import pty
 
     master, slave = pty.openpty()
@@ -363,7 +412,8 @@ def _apply_on_a_terminal(tenant: Tenant, out: Path, typed: str) -> subprocess.Co
             capture_output=True,
             text=True,
             cwd=ROOT,
-            timeout=180,
+            timeout=300,
+            env=user_env() if env is None else env,
         )
     finally:
         os.close(slave)
@@ -377,14 +427,40 @@ def test_on_a_terminal_the_prompt_shows_the_hash_and_wants_its_first_12_characte
     tenant, out = worked
     h = plan_hash(out)
     before = tenant.so_snapshot()
-    refused = _apply_on_a_terminal(tenant, out, h[1:13])
+    refused = apply_on_a_terminal(tenant, out, h[1:13])
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "~ kari.nordmann@contoso.com  #11" in refused.stdout and h in refused.stderr
     assert "not approved: nothing applied" in refused.stderr
     assert tenant.so_snapshot() == before
-    done = _apply_on_a_terminal(tenant, out, h[:12].upper())
+    done = apply_on_a_terminal(tenant, out, h[:12].upper())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "applied 4," in done.stdout
+    assert tenant.users_by_name()["sara.lind@contoso.com"][0]["Deleted"] is True
+
+
+def test_an_unreachable_prefect_api_url_is_an_error_unless_direct(worked: tuple[Tenant, Path]) -> None:
+    """With PREFECT_API_URL set where nothing answers, `apply` exits 1 naming the URL (not its password) and
+    suggesting --direct, with nothing applied; with --direct it applies in this process."""
+    from scimflow.emulators.serve import free_port
+
+    tenant, out = worked
+    before = tenant.so_snapshot()
+    url = f"http://ops:s3cret-pw@127.0.0.1:{free_port()}/api"
+    cmd = ["apply", str(out), "--config", str(tenant.config), "--approve", plan_hash(out)]
+    proc = scimflow(*cmd, env=user_env(PREFECT_API_URL=url))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert url.replace("ops:s3cret-pw@", "") in said and "s3cret-pw" not in proc.stdout + proc.stderr
+    assert "no Prefect server answers" in said and "nothing applied" in said and "--direct" in said
+    assert tenant.so_snapshot() == before and _links(tenant) == {}
+    # on a terminal it stops before asking for the hash
+    asked = apply_on_a_terminal(tenant, out, plan_hash(out)[:12], env=user_env(PREFECT_API_URL=url))
+    assert asked.returncode == 1 and "Type the first" not in asked.stderr, asked.stdout + asked.stderr
+    assert tenant.so_snapshot() == before
+
+    done = scimflow(*cmd, "--direct", env=user_env(PREFECT_API_URL=url))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "applied 4," in done.stdout and "flow run" not in done.stderr
     assert tenant.users_by_name()["sara.lind@contoso.com"][0]["Deleted"] is True
 
 

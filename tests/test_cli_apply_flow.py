@@ -16,7 +16,7 @@ import pytest
 
 from scimflow.commands.sync_cmd import LocalPrefectServer
 from tests.flows.flowkit import Tenant, worked_example_tenant
-from tests.test_cli_apply import ROOT, plan, plan_hash
+from tests.test_cli_apply import ROOT, apply_on_a_terminal, over_budget_plan, plan, plan_hash
 
 pytestmark = pytest.mark.prefect
 
@@ -106,3 +106,55 @@ def test_apply_direct_skips_prefect_and_a_changed_plan_fails_the_flow(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "applied 4," in proc.stdout and "flow run" not in proc.stderr
     assert {r["id"] for r in _apply_runs(prefect_server)} == runs
+
+
+def _new_run(server: LocalPrefectServer, before: set[str]) -> dict[str, Any]:
+    """The one `apply-saved-plan` flow run not in ``before``."""
+    (run,) = [r for r in _apply_runs(server) if r["id"] not in before]
+    return run
+
+
+def test_flow_run_holds_a_class_over_its_guardrail_budget(prefect_server: LocalPrefectServer, tmp_path: Path) -> None:
+    """As a flow run, a plan whose retirements are over budget applies the rest and holds Sara's retirement:
+    exit 3, the run Completed named Partial, the hold journalled, Sara still active."""
+    with over_budget_plan(tmp_path) as (tenant, out):
+        h = plan_hash(out)
+        before = {r["id"] for r in _apply_runs(prefect_server)}
+        proc = scimflow("apply", str(out), "--config", str(tenant.config), "--approve", h)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert "as a Prefect flow run" in proc.stderr
+        assert "applied 3, already done 0, held 1" in proc.stdout
+        assert "held retire sara.lind@contoso.com" in proc.stdout
+        assert "held over their guardrail budget: retire" in proc.stderr
+        run = _new_run(prefect_server, before)
+        assert (run["state"]["type"], run["state"]["name"]) == ("COMPLETED", "Partial")
+        users = tenant.users_by_name()
+        assert users["sara.lind@contoso.com"][0]["Deleted"] is False
+        assert users["kari.nordmann@contoso.com"][0]["Role"]["Value"] == "Manager"
+        journal = scimflow("journal", "--config", str(tenant.config), "--plan", h[:12], "--json")
+        assert journal.returncode == 0, journal.stderr
+        sara = next(r for r in json.loads(journal.stdout) if r["key"] == "sara.lind@contoso.com")
+        assert sara["status"] == "held"
+
+
+def test_flow_run_after_the_prompt_only_for_the_right_hash(
+    worked: tuple[Tenant, Path], prefect_server: LocalPrefectServer
+) -> None:
+    """On a terminal with Prefect there, a wrong hash typed at the prompt applies nothing and starts no flow
+    run; the right one starts one `apply-saved-plan` run that applies the plan."""
+    tenant, out = worked
+    h = plan_hash(out)
+    env = dict(os.environ)
+    before = {r["id"] for r in _apply_runs(prefect_server)}
+    snapshot = tenant.so_snapshot()
+    refused = apply_on_a_terminal(tenant, out, h[1:13], env=env)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert h in refused.stderr and "not approved: nothing applied" in refused.stderr
+    assert tenant.so_snapshot() == snapshot
+    assert {r["id"] for r in _apply_runs(prefect_server)} == before
+
+    done = apply_on_a_terminal(tenant, out, h[:12], env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "as a Prefect flow run" in done.stderr and "applied 4," in done.stdout
+    assert _new_run(prefect_server, before)["state"]["type"] == "COMPLETED"
+    assert tenant.users_by_name()["sara.lind@contoso.com"][0]["Deleted"] is True

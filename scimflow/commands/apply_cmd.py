@@ -9,12 +9,15 @@ The plan is the folder ``scimflow plan`` (or a sync run) wrote: ``plan.jsonl``, 
   terminal the operator types the first 12 characters after seeing the diff; without either, nothing;
 - a plan whose source was judged unhealthy is refused, as a sync run refuses it.
 
-Then, when a Prefect server is there (``PREFECT_API_URL`` set and answering: :func:`prefect_answers`) and
-``--direct`` is not given, the ``apply-saved-plan`` flow (``flows/apply_plan.py``) runs in a child process
-with the confirmed hash (:func:`flow_apply_argv`), the same stages as chunk tasks; this module never imports
-Prefect. Otherwise, directly: one run is recorded (mode ``apply``), the approval journalled as ``cli:<OS user>`` with the holds, and
-:func:`scimflow.apply.apply_plan` applies it (drift re-read per row, journal, read-back, links); action
-classes over their guardrail budget are held, as with ``scimflow sync --approve``.
+Then, when ``PREFECT_API_URL`` is set and ``--direct`` is not given, the ``apply-saved-plan`` flow
+(``flows/apply_plan.py``) runs in a child process with the confirmed hash (:func:`flow_apply_argv`), the
+same stages as chunk tasks; this module never imports Prefect. A ``PREFECT_API_URL`` where no server
+answers (:func:`prefect_answers`) is an error (exit 1, nothing applied: the operator who set it expects a
+flow run), not a silent fallback; ``--direct`` applies in this process anyway. Without ``PREFECT_API_URL``,
+or with ``--direct``, directly: one run is recorded (mode ``apply``), the approval journalled as
+``cli:<OS user>`` with the holds, and :func:`scimflow.apply.apply_plan` applies it (drift re-read per row,
+journal, read-back, links). Either way, action classes over their guardrail budget are held, as with
+``scimflow sync --approve``.
 
 Exit codes as ``scimflow sync``: 0 every change applied (or nothing to do), 3 some not applied (held,
 drifted), 1 an error, a write that failed, or no valid approval.
@@ -29,6 +32,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +60,7 @@ __all__ = [
     "print_report",
     "read_links",
     "run_apply",
+    "unreachable_message",
 ]
 
 #: The fewest hex characters of the plan hash that approve it (``--approve`` or the prompt).
@@ -265,6 +270,29 @@ def prefect_answers(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
+def _shown_url(url: str) -> str:
+    """``url`` without a user or password and without a query (an API URL may carry credentials)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<not a URL>"
+    host = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+def unreachable_message(url: str) -> str:
+    """Why ``scimflow apply`` stops when ``PREFECT_API_URL`` is set but nothing answers there (nothing applied)."""
+    shown = _shown_url(url)
+    return (
+        f"PREFECT_API_URL is {shown} but no Prefect server answers there: nothing applied. Start the server "
+        "or correct PREFECT_API_URL to apply as a flow run, or give --direct to apply in this process without one"
+    )
+
+
 def _run_flow(
     config: Path, saved: SavedPlan, hold_actions: list[str], hold_users: list[str], comment: str, err: Console
 ) -> int:
@@ -276,7 +304,7 @@ def _run_flow(
     approver = cli_approver()
     err.print(
         f"applying plan {saved.plan_hash[:12]}… approved by {escape(approver)} as a Prefect flow run "
-        f"(apply-saved-plan at {escape(os.environ.get('PREFECT_API_URL', ''))})"
+        f"(apply-saved-plan at {escape(_shown_url(os.environ.get('PREFECT_API_URL', '')))})"
     )
     cmd = flow_apply_argv(config, saved, approver, comment, hold_actions, hold_users)
     try:
@@ -286,8 +314,9 @@ def _run_flow(
         return 130
 
 
-def print_report(report: Any, out: Console) -> None:
-    """Print an :class:`~scimflow.apply.ApplyReport`: the counts, then each row not applied or not verified."""
+def print_report(report: Any, out: Console, err: Console | None = None, *, over_budget: Sequence[str] = ()) -> None:
+    """Print an :class:`~scimflow.apply.ApplyReport`: the counts, then each row not applied or not verified;
+    on ``err``, the classes of ``over_budget`` (the plan's guardrail verdict) that were held."""
     from scimflow.diff import safe_text
 
     out.print(
@@ -298,6 +327,9 @@ def print_report(report: Any, out: Console) -> None:
         if r.outcome in ("held", "drifted", "failed") or r.verified is False:
             detail = f": {r.detail}" if r.detail else ""
             out.print(escape(safe_text(f"  {r.outcome} {r.action} {r.key}{detail}")))
+    held = sorted(set(over_budget) & {r.action for r in report.rows if r.outcome == "held"})
+    if err is not None and held:
+        err.print(f"held over their guardrail budget: {', '.join(held)}")
 
 
 def run_apply(
@@ -313,7 +345,8 @@ def run_apply(
 ) -> int:
     """Check, approve and apply the plan in ``plan_dir``; 0 all applied, 3 some not applied, 1 error.
 
-    As a flow run (``apply-saved-plan``) when ``PREFECT_API_URL`` is set, unless ``direct``.
+    As a flow run (``apply-saved-plan``) when ``PREFECT_API_URL`` is set, unless ``direct``; exit 1 when it
+    is set and no server answers there (:func:`unreachable_message`).
     """
     from scimflow import pipeline
     from scimflow.config import load_config
@@ -329,6 +362,9 @@ def run_apply(
         if saved.verdict == "source_unhealthy":
             msg = f"{saved.folder}: the source was judged unhealthy when this plan was made; it may not be applied"
             raise ScimflowError(msg)
+        url = "" if direct else os.environ.get("PREFECT_API_URL", "").strip()
+        if url and not prefect_answers(url):  # before the prompt: the operator expects a flow run
+            raise ScimflowError(unreachable_message(url))
         if approve is not None:
             check_approval(approve, saved.plan_hash)
         elif not sys.stdin.isatty():
@@ -345,11 +381,8 @@ def run_apply(
     except _ERRORS as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1
-    url = "" if direct else os.environ.get("PREFECT_API_URL", "")
-    if url and prefect_answers(url):
-        return _run_flow(config, saved, hold_actions, hold_users, comment, err)
     if url:
-        err.print(f"PREFECT_API_URL ({escape(url)}) does not answer: applying directly, without a flow run")
+        return _run_flow(config, saved, hold_actions, hold_users, comment, err)
     return _apply(cfg, pipeline, saved, links, hold_actions, hold_users, comment, out, err)
 
 
@@ -405,7 +438,5 @@ def _apply(
         summary = {**counts, "status": status, "plan_hash": saved.plan_hash}
         summary.update(report.model_dump(exclude={"rows", "plan_hash"}))
         store.finish_run(run_id, result.run_status, summary)
-    print_report(report, out)
-    if holds & {r.action for r in report.rows if r.outcome == "held"} & set(saved.over_budget):
-        err.print(f"held over their guardrail budget: {', '.join(sorted(set(saved.over_budget) & holds))}")
+    print_report(report, out, err, over_budget=saved.over_budget)
     return result.exit_code
