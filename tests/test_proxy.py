@@ -149,3 +149,46 @@ def test_a_dead_proxy_fails_the_plan_with_a_clear_error(tenant: Tenant, tmp_path
     proc = _plan(tenant, tmp_path / "plan", HTTPS_PROXY=f"http://127.0.0.1:{port}")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "error" in (proc.stdout + proc.stderr).lower()
+
+
+def _scimflow(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """`scimflow ARGS` in a child process with no proxy variable but those of ``env``."""
+    clean = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
+    cmd = [sys.executable, "-m", "scimflow", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout, env={**clean, **env})
+
+
+def test_an_apply_through_https_proxy_writes_superoffice_through_a_tunnel(
+    tenant: Tenant, proxy: ConnectProxy, tmp_path: Path
+) -> None:
+    """`scimflow apply --direct` with HTTPS_PROXY set re-reads and writes SuperOffice through a CONNECT tunnel
+    (it never reads Graph): exit 0, the writes landed, and a re-plan is empty."""
+    import json
+
+    out = tmp_path / "plan"
+    assert _plan(tenant, out).returncode == 2
+    plan_hash = json.loads((out / "summary.json").read_text())["plan_hash"]
+    cfg = str(tenant.config)
+    proc = _scimflow("apply", str(out), "--config", cfg, "--approve", plan_hash, "--direct", HTTPS_PROXY=proxy.url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "applied 4," in proc.stdout
+    assert set(proxy.tunnels) == {_hostport(tenant.host.superoffice_origin)}
+    assert tenant.users_by_name()["sara.lind@contoso.com"][0]["Deleted"] is True
+    assert _plan(tenant, tmp_path / "again").returncode == 0
+
+
+@pytest.mark.prefect
+def test_a_sync_through_https_proxy_reaches_both_emulators(
+    tenant: Tenant, proxy: ConnectProxy, tmp_path: Path, prefect_server: object
+) -> None:
+    """`scimflow sync --approve` (a Prefect flow run) with HTTPS_PROXY set reaches Graph, its login and
+    SuperOffice through CONNECT tunnels and applies the worked example (exit 0, a re-plan is empty); the only
+    other tunnel is Prefect's own client's, to its server (docs/config.md says to list it in NO_PROXY)."""
+    proc = _scimflow("sync", "--config", str(tenant.config), "--approve", HTTPS_PROXY=proxy.url)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    graph, so = _hostport(tenant.host.graph_origin), _hostport(tenant.host.superoffice_origin)
+    seen = set(proxy.tunnels)
+    assert {graph, so} <= seen
+    assert seen - {graph, so} <= {_hostport(os.environ["PREFECT_API_URL"])}
+    assert tenant.users_by_name()["kari.nordmann@contoso.com"][0]["Role"]["Value"] == "Manager"
+    assert _plan(tenant, tmp_path / "again").returncode == 0
