@@ -98,6 +98,9 @@ def test_an_operator_reads_who_is_affected_and_approves_in_the_ui(ui_server, con
         expect(page.get_by_text("Paused", exact=True).first).to_be_visible()
         expect(page.get_by_text(flow_run["name"], exact=True).first).to_be_visible()
         expect(page.get_by_text("tenant:contoso", exact=True).first).to_be_visible()
+        expect(page.get_by_role("link", name="sync-users").first).to_be_visible()
+        expect(page.get_by_text("scimflow.pipeline").first).to_be_visible()  # the run's logs, loaded
+        page.screenshot(path=str(img / "run.png"))
         page.get_by_role("tablist").get_by_text("Artifacts", exact=True).click()
         page.get_by_role("heading", name="Task runs").evaluate("e => e.scrollIntoView({block: 'start'})")
         page.get_by_role("link").filter(has=page.get_by_text(keys["preview"], exact=True)).click()
