@@ -28,7 +28,7 @@ __all__ = ["HEAD_REVISION", "StateError", "StoreBase", "aware", "chunks", "partn
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest migration's revision. Opening a database already there skips importing Alembic (it is slow
 #: to import); ``tests/test_state.py`` checks this against the migration scripts.
-HEAD_REVISION = "0003"  # the chain is 0001 → 0002 → 0004 → 0003
+HEAD_REVISION = "0004"
 _IN_CHUNK = 900  # bound parameters per IN (...) list; SQLite's limit is far above, but keep statements small
 _PG_MIGRATION_LOCK = 0x5C1F_0001  # pg_advisory_xact_lock key: one migrator at a time
 

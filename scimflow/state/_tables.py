@@ -101,7 +101,7 @@ baseline = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
 )
 
-# 0003: users whose deprovisioning waits out a grace period (scimflow/state/_pending.py)
+# 0004: users whose deprovisioning waits out a grace period (scimflow/state/_pending.py)
 pending_retirements = sa.Table(
     "pending_retirements",
     metadata,
@@ -114,7 +114,7 @@ pending_retirements = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
 )
 
-# 0004: the rules each plan was made with (content hash) and the rules' text, once per hash
+# 0003: the rules each plan was made with (content hash) and the rules' text, once per hash
 rule_texts = sa.Table(
     "rule_texts",
     metadata,

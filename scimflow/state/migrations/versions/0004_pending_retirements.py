@@ -1,11 +1,8 @@
 """Pending retirements: users whose deprovisioning waits out a grace period
 (``deprovision: {action: retire, after: 7d}``), one row per partner user.
 
-Revision ID: 0003
-Revises: 0004
-
-0004 (the rule history) was written first, on 0002, so this one follows it: the chain is 0002 → 0004 →
-0003 and the head is 0003. (Revision ids are names, not an order; what matters is one chain.)
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-03
 """
 
@@ -14,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0004"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

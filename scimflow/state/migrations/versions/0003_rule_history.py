@@ -1,7 +1,7 @@
 """Rule history: each plan's rules (content hash) and the rules' text, kept once per hash, so that a run
 whose rules changed since the last applied run can say so and show the difference (``scimflow rules diff``).
 
-Revision ID: 0004
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-03
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
