@@ -409,12 +409,14 @@ def run_plan_stages(
     full: bool = False,
     user: str | None = None,
     now: dt.datetime | None = None,
+    record: bool = True,
 ) -> tuple[PlanOutcome, EntraExtract, TargetExtract]:
     """Extract, validate and plan in one call (``scimflow plan``, ``explain`` and the demo's re-plan); ``now``
-    is this run's time (the real clock by default)."""
+    is this run's time (the real clock by default); ``record=False`` (``explain``) keeps the store as it was
+    (no pending retirement recorded or cancelled, no rules history)."""
     rule_set = load_rule_set(config, rules)
     with open_store(config) as store:
-        return _run_plan_stages(config, rule_set, store, out=out, full=full, user=user, now=now)
+        return _run_plan_stages(config, rule_set, store, out=out, full=full, user=user, now=now, record=record)
 
 
 def _run_plan_stages(
@@ -426,11 +428,12 @@ def _run_plan_stages(
     full: bool,
     user: str | None,
     now: dt.datetime | None = None,
+    record: bool = True,
 ) -> tuple[PlanOutcome, EntraExtract, TargetExtract]:
     entra = extract_entra(config, store, full=full)
     so = extract_target(config, store, entra)
     validated = validate_extracts(entra, so)
-    outcome = plan_with_store(config, rule_set, store, entra, so, validated, out, user=user, now=now)
+    outcome = plan_with_store(config, rule_set, store, entra, so, validated, out, user=user, now=now, record=record)
     return outcome, entra, so
 
 
@@ -445,12 +448,13 @@ def plan_with_store(
     *,
     user: str | None = None,
     now: dt.datetime | None = None,
+    record: bool = True,
 ) -> PlanOutcome:
     """:func:`plan` with the links (a SCIM target's ids are strings) and the last successful source count
     read from ``store``; the plan's rules are recorded there (and a change since the last applied run noted
     beside the plan: :func:`scimflow.rules_diff.note_rules_change`). A grace period's pending retirements are
     read from ``store`` and the plan's recorded in it once its files are written (``now``: this run's time,
-    the real clock by default; :mod:`scimflow.plan._grace`)."""
+    the real clock by default; :mod:`scimflow.plan._grace`). ``record=False`` writes nothing to ``store``."""
     from scimflow.plan._grace import save_grace
     from scimflow.rules_diff import note_rules_change
 
@@ -467,8 +471,9 @@ def plan_with_store(
         pending=store.pending_retirements(),
         now=now or dt.datetime.now(dt.UTC),  # the time of this run: grace periods are counted from it
     )
-    save_grace(store, outcome.plan, outcome.verdict)  # pending retirements, recorded as the plan is saved
-    note_rules_change(config, rules, store, so, validated, outcome, narrowed=user is not None, now=now)
+    if record:
+        save_grace(store, outcome.plan, outcome.verdict)  # pending retirements, recorded as the plan is saved
+        note_rules_change(config, rules, store, so, validated, outcome, narrowed=user is not None, now=now)
     return outcome
 
 

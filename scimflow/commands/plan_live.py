@@ -179,7 +179,7 @@ def run_explain(config: Path, rules: Path | None, upn: str) -> int:
         cfg = load_config(config)
         rule_set = pipeline.load_rule_set(cfg, rules)
         with tempfile.TemporaryDirectory(prefix="scimflow-explain-") as tmp:
-            outcome, entra, so = pipeline.run_plan_stages(cfg, rules=rules, out=Path(tmp), user=upn)
+            outcome, entra, so = pipeline.run_plan_stages(cfg, rules=rules, out=Path(tmp), user=upn, record=False)
         row = entra.frame.filter(pl.col("userPrincipalName").str.strip_chars().str.to_lowercase() == key)
         console.print(f"[bold]{upn}[/bold]")
         if row.height:

@@ -164,3 +164,14 @@ def test_scim_target_leaver_is_deactivated_only_after_the_grace_period(tmp_path:
     finally:
         clear_app_cache()
         host.stop()
+
+
+def test_explain_records_nothing(worked_example: Tenant, tmp_path: Path) -> None:
+    """`scimflow explain` plans to say why, but leaves the store as it was: no pending entry starts its clock."""
+    from scimflow.commands.plan_live import run_explain
+
+    rules = _grace_rules(tmp_path)
+    assert run_explain(worked_example.config, rules, SARA_KEY) in (0, 1)
+    assert _pending_keys(worked_example) == []
+    _plan(worked_example, rules, tmp_path / "day0", DAY0)
+    assert _pending_keys(worked_example) == [SARA_KEY]
