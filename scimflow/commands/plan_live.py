@@ -46,7 +46,11 @@ def print_plan_summary(summary: dict[str, Any], out: Path, console: Console) -> 
     table.add_column("users", justify="right")
     for a in COUNT_KEYS:
         table.add_row(a, str(summary.get(a, 0)))
+    if "pending_retire" in summary:  # a grace period is configured: leavers waiting for their date
+        table.add_row("pending retirement", str(summary["pending_retire"]))
     console.print(table)
+    if summary.get("pending_retire"):
+        console.print(f"users pending retirement, with their dates: {escape(str(out / 'pending.jsonl'))}")
     g = summary.get("guardrails", {})
     console.print(
         f"guardrails: {g.get('verdict')}" + (f" (held: {', '.join(g.get('held', []))})" if g.get("held") else "")

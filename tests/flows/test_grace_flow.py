@@ -166,12 +166,16 @@ def test_scim_target_leaver_is_deactivated_only_after_the_grace_period(tmp_path:
         host.stop()
 
 
-def test_explain_records_nothing(worked_example: Tenant, tmp_path: Path) -> None:
-    """`scimflow explain` plans to say why, but leaves the store as it was: no pending entry starts its clock."""
-    from scimflow.commands.plan_live import run_explain
+def test_explain_records_nothing(worked_example: Tenant, tmp_path: Path, capsys: Any) -> None:
+    """`scimflow explain` leaves the store as it was (no grace clock starts); `scimflow plan` records the leaver
+    and says how many users wait for their date."""
+    from scimflow.commands.plan_live import run_explain, run_plan
 
     rules = _grace_rules(tmp_path)
     assert run_explain(worked_example.config, rules, SARA_KEY) in (0, 1)
     assert _pending_keys(worked_example) == []
-    _plan(worked_example, rules, tmp_path / "day0", DAY0)
+    capsys.readouterr()
+    assert run_plan(worked_example.config, rules, tmp_path / "plan", full=True) in (0, 2)
     assert _pending_keys(worked_example) == [SARA_KEY]
+    err = capsys.readouterr().err
+    assert "pending retirement" in err and "pending.jsonl" in err, err
