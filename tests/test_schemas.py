@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import polars as pl
@@ -136,8 +135,17 @@ def test_no_usable_name_is_quarantined() -> None:
 
 @pytest.mark.parametrize(
     ("field", "limit"),
-    [("displayName", 256), ("givenName", 64), ("surname", 64), ("jobTitle", 128), ("mobilePhone", 64),
-     ("department", 64), ("companyName", 64), ("employeeId", 16), ("country", 128)],
+    [
+        ("displayName", 256),
+        ("givenName", 64),
+        ("surname", 64),
+        ("jobTitle", 128),
+        ("mobilePhone", 64),
+        ("department", 64),
+        ("companyName", 64),
+        ("employeeId", 16),
+        ("country", 128),
+    ],
     ids=lambda v: str(v),
 )
 def test_overlong_field_is_quarantined(field: str, limit: int) -> None:
@@ -147,7 +155,9 @@ def test_overlong_field_is_quarantined(field: str, limit: int) -> None:
     assert reasons(result) == {over["id"]: f"{field}: longer than {limit} characters"}
 
 
-@pytest.mark.parametrize("bad", ["Kari\x00Nordmann", "Kari\x1bNordmann", "Kari\nNordmann"], ids=["nul", "esc", "newline"])
+@pytest.mark.parametrize(
+    "bad", ["Kari\x00Nordmann", "Kari\x1bNordmann", "Kari\nNordmann"], ids=["nul", "esc", "newline"]
+)
 def test_control_characters_are_quarantined(bad: str) -> None:
     """A NUL byte or another control character in a string attribute quarantines the user."""
     result = validate_entra(entra_frame(entra_user(1, displayName=bad)))
@@ -179,7 +189,9 @@ def test_missing_column_raises_schema_violation() -> None:
 
 def test_wrong_dtype_raises_schema_violation() -> None:
     """A column of the wrong dtype (e.g. an all-null page inferred as Null) names the column and both types."""
-    df = entra_frame(entra_user(1)).with_columns(pl.lit(None).alias("department"), pl.lit("yes").alias("accountEnabled"))
+    df = entra_frame(entra_user(1)).with_columns(
+        pl.lit(None).alias("department"), pl.lit("yes").alias("accountEnabled")
+    )
     with pytest.raises(SchemaViolation) as info:
         validate_entra(df)
     assert "column 'department' has type Null, expected String" in str(info.value)
@@ -203,8 +215,8 @@ def test_what_passes_also_passes_pandera() -> None:
     assert result.quarantine.height == 6
 
 
-def test_validation_is_fast_on_100k_rows() -> None:
-    """100k users with 1% bad rows validate well under a second."""
+def test_validation_finds_every_bad_row_among_100k() -> None:
+    """100k users with 1% bad rows: exactly those are quarantined (the time is make bench's validate column)."""
     n = 100_000
     df = conform(
         pl.DataFrame(
@@ -219,12 +231,9 @@ def test_validation_is_fast_on_100k_rows() -> None:
         ),
         ENTRA_SCHEMA,
     )
-    validate_entra(df.head(10))  # warm up (imports, Pandera backend registration)
-    start = time.perf_counter()
     result = validate_entra(df)
-    elapsed = time.perf_counter() - start
     assert result.quarantine.height == 1000
-    assert elapsed < 1.0, f"took {elapsed:.2f}s"
+    assert result.valid.height == n - 1000
 
 
 def test_so_invalid_rows_are_excluded_with_reasons() -> None:
@@ -240,8 +249,11 @@ def test_so_invalid_rows_are_excluded_with_reasons() -> None:
     result = validate_so(so_frame(*rows))
     got = {(r["associate_id"], r["reason"]) for r in result.quarantine.iter_rows(named=True)}
     assert got == {
-        (2, "user_type: Robot is not one of InternalAssociate, ResourceAssociate, ExternalAssociate, "
-         "AnonymousAssociate, SystemAssociate, Unknown"),
+        (
+            2,
+            "user_type: Robot is not one of InternalAssociate, ResourceAssociate, ExternalAssociate, "
+            "AnonymousAssociate, SystemAssociate, Unknown",
+        ),
         (3, "retired: missing"),
         (4, "user_name: contains a NUL byte or another control character"),
         (5, "associate_id: duplicate associate_id shared with 1 other user"),
@@ -258,7 +270,9 @@ def test_so_structure_is_checked() -> None:
 
 def test_entra_partners_of_excluded_so_rows_are_blocked() -> None:
     """An Entra user whose UPN or mail matches an excluded SuperOffice row is returned for quarantine."""
-    so = so_frame(so_user(1, user_type="Robot", user_name=" USER1@contoso.com"), so_user(2, email="x@y.com", retired=None))
+    so = so_frame(
+        so_user(1, user_type="Robot", user_name=" USER1@contoso.com"), so_user(2, email="x@y.com", retired=None)
+    )
     entra = entra_frame(entra_user(1), entra_user(2, mail="X@y.com"), entra_user(3))
     blocked = entra_blocked_by_so(entra, so, validate_so(so).quarantine)
     assert blocked.get_column("id").to_list() == [entra_user(1)["id"], entra_user(2)["id"]]
@@ -280,8 +294,13 @@ def plan_row(**overrides: Any) -> dict[str, Any]:
 
 def plan_frame(*rows: dict[str, Any]) -> pl.DataFrame:
     schema = {
-        "action": pl.String, "key": pl.String, "entra_id": pl.String, "associate_id": pl.Int64,
-        "rules": pl.List(pl.String), "changes": pl.String, "reason": pl.String,
+        "action": pl.String,
+        "key": pl.String,
+        "entra_id": pl.String,
+        "associate_id": pl.Int64,
+        "rules": pl.List(pl.String),
+        "changes": pl.String,
+        "reason": pl.String,
     }
     return pl.DataFrame(list(rows), schema=schema)
 

@@ -42,7 +42,7 @@ def print_img_rules(
     console = console or Console()
     if not console.is_terminal:  # piped: the whole table, however wide
         console = Console(width=max(console.width, 240))
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # an error names a file: never wrapped mid-path
     try:
         ruleset = load_rules(rules)
         chosen = prefix or _prefix_from_config(config)
