@@ -29,8 +29,12 @@ TARGET ?= superoffice
 demo: bootstrap
 	$(PY) scimflow demo --target $(TARGET)
 
+# Three pytest-xdist workers, a test file each at a time (its module fixtures stay in one process; each worker
+# starts its own Prefect server when its files need one): most tests wait on sockets, servers and polls, so
+# three workers keep two cores busy. XDIST= runs the suite in one process.
+XDIST ?= -n 3 --dist loadfile
 test: bootstrap
-	$(PY) pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
 
 lint: bootstrap
 	$(PY) ruff check .

@@ -2,7 +2,8 @@
 
 Why not ``prefect_test_harness``: it starts the same uvicorn subprocess, but its in-process settings
 context does not reach the ``python -m flows.run`` child processes the CLI tests start; a plain server
-on a known port serves both. Start-up takes 15-35 s on 2 cores (fresh SQLite), so it happens once.
+on a known port serves both. Start-up takes 15-35 s on 2 cores (fresh SQLite), so it happens once per
+process (once per pytest-xdist worker that runs a file needing it).
 
 :func:`configure_environment` must run before anything imports prefect (``tests/flows/conftest.py`` calls
 it at import time): the home is a temporary folder, telemetry is off, and ``PREFECT_API_URL`` names the
@@ -44,7 +45,7 @@ def prefect_server() -> Iterator[LocalPrefectServer]:
     """A running Prefect server for the session (its API URL is already in ``PREFECT_API_URL``)."""
     server = LocalPrefectServer.start(_HOME, ui=True, port=_PORT, auth=False)  # the UI: tests/browser; open API
     try:
-        server.wait_healthy(120)
+        server.wait_healthy(240)  # under pytest-xdist several workers start theirs at once
         yield server
     finally:
         server.stop()
