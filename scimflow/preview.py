@@ -206,8 +206,11 @@ def _group_lines(groups: Sequence[PlanRow], top: int) -> list[str]:
     return lines
 
 
-def approval_description(summary: dict[str, Any], *, plan_dir: Path | str, preview_key: str) -> str:
-    """The approval form's description: the counts, the verdict and the plan hash it binds to."""
+def approval_description(
+    summary: dict[str, Any], *, plan_dir: Path | str, preview_key: str, stored: str | None = None
+) -> str:
+    """The approval form's description: the counts, the verdict, the plan hash it binds to and where the
+    plan is (the preview, the plan files, their ``stored`` copy)."""
     counts = ", ".join(f"{a} {int(summary.get(a, 0))}" for a in ROW_ACTIONS)
     if "create_group" in summary:
         counts += "; groups: " + ", ".join(f"{a} {int(summary.get(a, 0))}" for a in GROUP_COUNT_KEYS)
@@ -220,7 +223,8 @@ def approval_description(summary: dict[str, Any], *, plan_dir: Path | str, previ
         "",
         *_guardrail_lines(summary),
         "",
-        f"Preview: artifact {md_code(preview_key)}; plan files: {md_code(plan_dir)}.",
+        f"Preview: artifact {md_code(preview_key)}; plan files: {md_code(plan_dir)}"
+        + (f", stored at {md_code(stored)}." if stored else "."),
         "",
         "Set **approve** and enter your name as **approver** to apply; **plan_hash** must stay the hash above.",
         "`hold_actions` (classes) and `hold_users` (user keys as in the preview) are left out.",

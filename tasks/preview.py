@@ -56,7 +56,7 @@ def publish_preview(planned: PlanOutcome, keys: ArtifactKeys, stored: str | None
         note = f"{len(table)} of {len(rows)} rows, riskiest first; full plan in {planned.out / 'plan.jsonl'}"
         create_table_artifact(key=keys.changes, table=table, description=note)
     get_run_logger().info("preview published as %s (%d rows)", keys.preview, len(rows))
-    return preview.approval_description(planned.summary, plan_dir=planned.out, preview_key=keys.preview)
+    return preview.approval_description(planned.summary, plan_dir=planned.out, preview_key=keys.preview, stored=stored)
 
 
 @task(name="publish-report", cache_policy=NO_CACHE)

@@ -74,3 +74,12 @@ def test_pages_over_the_cap_say_where_the_rest_is() -> None:
     assert "`s3://bucket/plans/contoso/run`" in text
     assert "2500 rows, riskiest first, in 2 table pages of up to 1000 rows (`k-1` to `k-2`)" in text
     assert "the pages hold the first 2000, the other 500 are only in `s3://bucket/plans/contoso/run`" in text
+
+
+def test_the_approval_form_says_where_the_stored_plan_is() -> None:
+    """The form's description names the stored copy of the plan files next to the local folder."""
+    from scimflow.preview import approval_description
+
+    text = approval_description(SUMMARY, plan_dir="/p", preview_key="k", stored="s3://bucket/plans/contoso/r")
+    assert "plan files: `/p`, stored at `s3://bucket/plans/contoso/r`." in text
+    assert "stored at" not in approval_description(SUMMARY, plan_dir="/p", preview_key="k")
