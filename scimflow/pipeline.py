@@ -455,7 +455,7 @@ def plan_with_store(
     beside the plan: :func:`scimflow.rules_diff.note_rules_change`). A grace period's pending retirements are
     read from ``store`` and the plan's recorded in it once its files are written (``now``: this run's time,
     the real clock by default; :mod:`scimflow.plan._grace`). ``record=False`` writes nothing to ``store``."""
-    from scimflow.plan._grace import save_grace
+    from scimflow.plan import save_grace
     from scimflow.rules_diff import note_rules_change
 
     outcome = plan(

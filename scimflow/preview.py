@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scimflow.plan._grace import pending_section
+from scimflow.plan import pending_section
 from scimflow.rules_diff import rules_change_lines
 from scimflow.vocab import COUNT_KEYS, GROUP_ACTIONS, GROUP_COUNT_KEYS, ROW_ACTIONS
 

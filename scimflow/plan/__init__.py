@@ -21,6 +21,14 @@ from scimflow.plan._cost import (
     write_cost,
 )
 from scimflow.plan._files import plan_lines, write_plan_files
+from scimflow.plan._grace import (
+    PENDING_FILE,
+    GraceOutcome,
+    PendingFileError,
+    pending_section,
+    read_pending,
+    save_grace,
+)
 from scimflow.plan._guardrails import CHANGE_CLASSES, GuardrailVerdict, evaluate_guardrails
 from scimflow.plan._planner import COUNT_KEYS, ROW_SCHEMA, Plan, build_plan
 from scimflow.plan._scim import GROUP_ACTIONS, GROUP_COUNT_KEYS, plan_scim, scim_target_frame
@@ -32,9 +40,12 @@ __all__ = [
     "COUNT_KEYS",
     "GROUP_ACTIONS",
     "GROUP_COUNT_KEYS",
+    "PENDING_FILE",
     "ROW_SCHEMA",
     "Cost",
+    "GraceOutcome",
     "GuardrailVerdict",
+    "PendingFileError",
     "Plan",
     "RoundTrips",
     "TargetTiming",
@@ -43,10 +54,13 @@ __all__ = [
     "cost_text",
     "evaluate_guardrails",
     "frames_from_fixtures",
+    "pending_section",
     "plan_cost",
     "plan_lines",
     "plan_scim",
     "read_cost",
+    "read_pending",
+    "save_grace",
     "scim_target_frame",
     "write_cost",
     "write_plan_files",
