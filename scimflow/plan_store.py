@@ -31,8 +31,19 @@ if TYPE_CHECKING:
 
 __all__ = ["PLAN_FILES", "PlanStoreError", "StoredPlan", "is_url", "location", "store_plan"]
 
-#: The files of a plan folder that are copied (those present; ``links.jsonl`` is absent in old plans).
-PLAN_FILES = ("plan.jsonl", "summary.json", "plan.parquet", "links.jsonl")
+#: The files of a plan folder that are copied (those present: ``links.jsonl`` is absent in old plans,
+#: ``pending.jsonl`` without a grace period, ``cost.json`` when no cost was estimated, the two rules files
+#: when the rules did not change since the last applied run).
+PLAN_FILES = (
+    "plan.jsonl",
+    "summary.json",
+    "plan.parquet",
+    "links.jsonl",
+    "pending.jsonl",
+    "cost.json",
+    "rules-change.json",
+    "rules-last-applied.yaml",
+)
 
 
 class PlanStoreError(ScimflowError, OSError):

@@ -103,3 +103,18 @@ def test_a_file_url_is_a_private_folder_store(tmp_path: Path) -> None:
     dest = root / "contoso" / out.name
     assert stored.url == dest.as_uri()
     assert stat.S_IMODE(os.stat(dest / "plan.jsonl").st_mode) == 0o600
+
+
+def test_the_grace_cost_and_rules_files_travel_with_the_plan(tmp_path: Path) -> None:
+    """pending.jsonl, cost.json and the rules-change pair are stored with the plan, so undo, the pending dates
+    and the rules diff's old copy outlive the worker too."""
+    config = parse_config(BASE, base=tmp_path)
+    out = _plan_dir(tmp_path)
+    extra = ("pending.jsonl", "cost.json", "rules-change.json", "rules-last-applied.yaml")
+    for name in extra:
+        write_private(out / name, f"{name}\n")
+    stored = store_plan(config, out)
+    dest = tmp_path / ".scimflow" / "plans" / "contoso" / out.name
+    assert set(extra) <= set(stored.files)
+    for name in extra:
+        assert (dest / name).read_text() == f"{name}\n"
