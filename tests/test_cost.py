@@ -18,6 +18,7 @@ from scimflow import pipeline
 from scimflow.apply import apply_plan
 from scimflow.config import load_config
 from scimflow.plan._cost import (
+    CHUNK_ROUNDS,
     COST_FILE,
     FIXED_ROUNDS,
     RoundTrips,
@@ -115,6 +116,8 @@ def test_estimate_model() -> None:
     loaded = estimate({"POST a": 800}, rtt_ms=20.0, concurrency=8, client_ms=0.5, stretch=3.0)
     assert loaded.estimated_seconds == pytest.approx((100 + FIXED_ROUNDS) * 0.02 + 800 * 0.0015)
     assert cpu_stretch() >= 1.0
+    chunked = estimate({"POST a": 800}, rtt_ms=20.0, concurrency=8, client_ms=0.5, chunks=10)
+    assert chunked.estimated_seconds == pytest.approx((100 + FIXED_ROUNDS + 10 * CHUNK_ROUNDS) * 0.02 + 800 * 0.0005)
     slow = estimate({"POST a": 800}, rtt_ms=20.0, concurrency=8, rate_limit_rps=25.0)
     assert slow.estimated_seconds == pytest.approx(32.0)
     assert estimate({}, rtt_ms=20.0, concurrency=8).estimated_seconds == 0.0

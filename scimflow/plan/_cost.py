@@ -21,7 +21,8 @@ Three parts, kept apart so that none can drift from what it describes:
   time of the extract (:func:`cpu_stretch`: a few milliseconds of busy work timed by the clock and by the
   thread's CPU time; 1 on an idle machine); plus the round trips that cannot overlap anything
   (:data:`FIXED_ROUNDS`: logging in and reading the reference lists, the first chunk's re-read, the last
-  chunk's read-back). When the extract was throttled, the rate it was served at caps that pace
+  chunk's read-back) and, per chunk, :data:`CHUNK_ROUNDS` (its journal transactions, re-read and read-back
+  overlap the other chunks' writes only in part). When the extract was throttled, the rate it was served at caps that pace
   (``requests / rate``); neither SuperOffice nor the SCIM targets document a rate limit
   (reference/superoffice.md §4, reference/scim-target.md), so none is assumed otherwise.
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from scimflow.apply import PlanRow, TargetView, Writer
 
 __all__ = [
+    "CHUNK_ROUNDS",
     "CLIENT_MS_PER_REQUEST",
     "COST_FILE",
     "FIXED_ROUNDS",
@@ -69,6 +71,9 @@ COST_FILE = "cost.json"
 #: Round trips of an apply that overlap nothing: log in, the reference lists, the first chunk's re-read,
 #: the last chunk's read-back.
 FIXED_ROUNDS = 6
+#: Round trips each chunk adds to the apply beyond its requests' share: measured in ``make bench`` on a quiet
+#: machine, where a nightly run of 1,166 requests in 10 chunks took 1.4 s longer than its requests' share.
+CHUNK_ROUNDS = 6
 #: The client's own work per request, done one thread at a time (the GIL), in ms: measured on the bench machine
 #: (AMD EPYC, quiet) as the apply's time per request beyond ``round trip / concurrency`` in ``make bench``'s write-
 #: bound runs (10,000 creates: 65 s for 20,162 requests at 8 x 21.5 ms, i.e. 0.5-0.6 ms each). Next to a real
@@ -218,6 +223,8 @@ class Cost:
     #: The client's work per request (:data:`CLIENT_MS_PER_REQUEST`) and how much the machine's load stretched it.
     client_ms: float = CLIENT_MS_PER_REQUEST
     cpu_stretch: float = 1.0
+    #: Chunks the engine cuts the rows into (:func:`scimflow.apply.chunk_rows`).
+    chunks: int = 0
     #: Rows the figure covers (change rows not held by the guardrails).
     rows: int = 0
     #: How the figure was reached, in words.
@@ -247,10 +254,12 @@ def estimate(
     fixed_rounds: int = FIXED_ROUNDS,
     client_ms: float = CLIENT_MS_PER_REQUEST,
     stretch: float = 1.0,
+    chunks: int = 0,
 ) -> Cost:
     """The expected duration of sending ``requests`` with ``concurrency`` in flight, ``rtt_ms`` each.
 
-    ``requests x (rtt / concurrency + client_ms x stretch) + fixed_rounds x rtt``; with a rate limit, at least
+    ``requests x (rtt / concurrency + client_ms x stretch) + (fixed_rounds + chunks x CHUNK_ROUNDS) x rtt``
+    (``chunks``: how many the engine cuts the rows into); with a rate limit, at least
     ``requests / rate``. No requests: 0 s. No round trip measured: no figure (``estimated_seconds`` ``None``).
     """
     ordered = dict(sorted(((k, int(v)) for k, v in requests.items() if v), key=lambda kv: (-kv[1], kv[0])))
@@ -264,6 +273,7 @@ def estimate(
         "rows": rows,
         "client_ms": client_ms,
         "cpu_stretch": max(1.0, stretch),
+        "chunks": chunks,
     }
     if total == 0:
         return Cost(**common, estimated_seconds=0.0, fixed_rounds=0, basis="no requests")
@@ -271,11 +281,12 @@ def estimate(
         return Cost(**common, estimated_seconds=None, fixed_rounds=fixed_rounds, basis="no round trip measured")
     rtt = rtt_ms / 1000.0
     client = client_ms * max(1.0, stretch)
-    paced = (total / conc + fixed_rounds) * rtt + total * client / 1000.0
+    rounds = fixed_rounds + chunks * CHUNK_ROUNDS
+    paced = (total / conc + rounds) * rtt + total * client / 1000.0
     stretched = f" x {stretch:g} (CPU share)" if stretch > 1.0 else ""
     basis = (
         f"{total:,} requests x ({rtt_ms:.1f} ms round trip / {conc} in flight + {client_ms:g} ms client work"
-        f"{stretched}) + {fixed_rounds} round trips"
+        f"{stretched}) + {rounds} round trips ({fixed_rounds} + {CHUNK_ROUNDS} per chunk x {chunks})"
     )
     seconds = paced
     if rate_limit_rps:
@@ -288,6 +299,8 @@ def estimate(
 
 def plan_cost(writer: Writer, rows: Sequence[PlanRow], timing: TargetTiming | None, seen: TargetView) -> Cost:
     """The cost of applying ``rows`` (the change rows the apply will write) through ``writer``."""
+    from scimflow.apply import chunk_rows
+
     counted: Counter[str] = writer.requests_for(rows, seen)
     timing = timing or TargetTiming()
     return estimate(
@@ -297,6 +310,7 @@ def plan_cost(writer: Writer, rows: Sequence[PlanRow], timing: TargetTiming | No
         rate_limit_rps=timing.rate_rps if timing.throttled else None,
         rows=len(rows),
         stretch=timing.cpu_stretch,
+        chunks=len(chunk_rows(rows)),
     )
 
 
