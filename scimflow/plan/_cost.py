@@ -71,9 +71,10 @@ COST_FILE = "cost.json"
 #: Round trips of an apply that overlap nothing: log in, the reference lists, the first chunk's re-read,
 #: the last chunk's read-back.
 FIXED_ROUNDS = 6
-#: Round trips each chunk adds to the apply beyond its requests' share: measured in ``make bench`` on a quiet
-#: machine, where a nightly run of 1,166 requests in 10 chunks took 1.4 s longer than its requests' share.
-CHUNK_ROUNDS = 6
+#: Round trips each chunk adds to the apply beyond its requests' share, measured in ``make bench`` on a quiet
+#: machine (20 ms round trips, 10 chunks): the flow's chunk tasks added 1.4 s to a nightly run of 1,166 requests,
+#: the plain apply (no Prefect) 0.6 s to one of 1,169: 4 per chunk sits between the two.
+CHUNK_ROUNDS = 4
 #: The client's own work per request, done one thread at a time (the GIL), in ms: measured on the bench machine
 #: (AMD EPYC, quiet) as the apply's time per request beyond ``round trip / concurrency`` in ``make bench``'s write-
 #: bound runs (10,000 creates: 65 s for 20,162 requests at 8 x 21.5 ms, i.e. 0.5-0.6 ms each). Next to a real
