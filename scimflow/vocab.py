@@ -13,8 +13,9 @@ than Python 3.11's, so the few characters assigned after Unicode 14 may lower-ca
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Final
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
 import polars as pl
 
@@ -25,8 +26,10 @@ __all__ = [
     "COUNT_KEYS",
     "GROUP_ACTIONS",
     "GROUP_COUNT_KEYS",
+    "RETIRE_CLEARS",
     "ROW_ACTIONS",
     "WHITESPACE",
+    "before_retirement",
     "changed_expr",
     "norm",
     "norm_expr",
@@ -46,6 +49,34 @@ ACTIONS: Final[tuple[str, ...]] = COUNT_KEYS
 GROUP_ACTIONS: Final[tuple[str, ...]] = ("create_group", "update_group")
 #: The counts a SCIM plan adds to ``summary.json``.
 GROUP_COUNT_KEYS: Final[tuple[str, ...]] = (*GROUP_ACTIONS, "members_added", "members_removed")
+
+#: What a retirement clears besides ``active`` (SuperOffice's removes the licences). The apply stage keeps
+#: their values from just before it in the journal row's detail (:func:`before_retirement`), so that
+#: ``scimflow undo`` can give them back.
+RETIRE_CLEARS: Final[tuple[str, ...]] = ("user_plan", "confidential")
+_BEFORE_RETIREMENT = "before retirement: "
+
+
+def before_retirement(values: Mapping[str, Any] | str | None) -> str | dict[str, Any] | None:
+    """Both ways between a retired user's cleared values and the journal detail that keeps them.
+
+    Given the record read just before the retirement (a mapping): the detail text (``before retirement:
+    {"user_plan": ...}``), or ``None`` when it held none of :data:`RETIRE_CLEARS`. Given a journal detail
+    (text): the values it keeps, or ``None`` when it keeps none (another detail, or none).
+    """
+    if values is None:
+        return None
+    if isinstance(values, str):
+        if not values.startswith(_BEFORE_RETIREMENT):
+            return None
+        try:
+            kept = json.loads(values.removeprefix(_BEFORE_RETIREMENT))
+        except ValueError:
+            return None
+        return {k: v for k, v in kept.items() if k in RETIRE_CLEARS} if isinstance(kept, dict) else None
+    kept = {f: values.get(f) for f in RETIRE_CLEARS if values.get(f) not in (None, False, "")}
+    return _BEFORE_RETIREMENT + json.dumps(kept, sort_keys=True) if kept else None
+
 
 #: Fields compared (and matched) trimmed and case-insensitively.
 CASE_INSENSITIVE: Final[frozenset[str]] = frozenset({"user_name", "email"})

@@ -119,8 +119,8 @@ def test_undo_of_the_worked_example_restores_the_snapshot_except_a_user_changed_
     assert "applied 3, already done 0, held 0, drifted 0, failed 0; verified 3 of 3" in applied.stdout
     now, then = _by_name(worked.so_snapshot()), _by_name(before)
     assert now["kari.nordmann@contoso.com"] == then["kari.nordmann@contoso.com"]
-    # Sara is back; her licences are not (MakeRetired removed them and the retire row records only `active`)
-    assert _without_licences(now["sara.lind@contoso.com"]) == _without_licences(then["sara.lind@contoso.com"])
+    # Sara is back with the licences MakeRetired removed (the apply journalled them just before retiring her)
+    assert now["sara.lind@contoso.com"] == then["sara.lind@contoso.com"]
     assert now["integration@contoso.com"] == then["integration@contoso.com"]
     assert now["ola.hansen@contoso.com"]["Deleted"] is True  # a created user is retired, never deleted
     assert now["per.berg@contoso.com"]["Deleted"] is False
@@ -385,3 +385,15 @@ def test_build_undo_reverses_only_applied_rows_and_judges_each_against_today(tmp
             )
         with pytest.raises(UndoError, match="are not in"):
             build_undo(cfg, store, h, out=tmp_path / "y", writer=writer)
+
+
+def test_a_retirement_with_journalled_licences_is_undone_with_them() -> None:
+    """The licences a SuperOffice retirement removed, as journalled, come back with the reactivation."""
+    from scimflow.undo import inverse_of
+
+    back = inverse_of(
+        "retire", {"active": {"from": True, "to": False}}, target="superoffice", before={"user_plan": "Sales Premium"}
+    )
+    assert back.action == "reactivate" and back.note is None
+    assert back.changes == {"active": {"from": False, "to": True}, "user_plan": {"from": None, "to": "Sales Premium"}}
+    assert back.before == {"active": True, "user_plan": "Sales Premium"}

@@ -126,3 +126,14 @@ def test_canonical_set_comparison_agrees_with_same_value(pairs: list[tuple[list[
     assert got.get_column("c").to_list() == [
         not same_value("secondary_groups", a, b) for a, b in zip(old, new, strict=True)
     ]
+
+
+def test_before_retirement_round_trips_only_the_cleared_values() -> None:
+    """A retired user's licences go into the journal detail and come back out; other details give nothing."""
+    detail = vocab.before_retirement({"user_plan": "Sales Premium", "confidential": True, "title": "x", "active": True})
+    assert isinstance(detail, str)
+    assert vocab.before_retirement(detail) == {"user_plan": "Sales Premium", "confidential": True}
+    assert vocab.before_retirement({"user_plan": None, "confidential": False}) is None
+    assert vocab.before_retirement("read-back differs from the plan: title") is None
+    assert vocab.before_retirement('before retirement: {"title": "x"}') == {}
+    assert vocab.before_retirement("before retirement: not json") is None

@@ -44,6 +44,7 @@ from scimflow.apply._pool import WritePool
 from scimflow.apply._rows import CHANGE_ACTIONS, PlanRow, RowResult, outcome_counts
 from scimflow.apply._writer import Writer as WriterProtocol
 from scimflow.connectors.errors import ConflictError, ConnectorError
+from scimflow.vocab import before_retirement
 
 if TYPE_CHECKING:
     import polars as pl
@@ -99,7 +100,7 @@ def _mark(store: StateStore, plan_hash: str, results: Iterable[RowResult]) -> No
 
 def _journal_verified(store: StateStore, plan_hash: str, results: Iterable[RowResult]) -> None:
     """Journal the results whose read-back matched the plan as ``verified``."""
-    verified = [(r.key, r.action, "verified", None, r.associate_id) for r in results if r.verified]
+    verified = [(r.key, r.action, "verified", r.detail, r.associate_id) for r in results if r.verified]
     if verified:
         store.journal_mark_many(plan_hash, verified)
 
@@ -165,7 +166,13 @@ def _write_row(writer: Writer, row: PlanRow, current: Mapping[str, Any] | None, 
         return RowResult.of(row, "drifted", f"changed in the target during the write: {exc}")
     except ConnectorError as exc:
         return RowResult.of(row, "failed", str(exc))
-    return RowResult.of(row, "applied", associate_id=new_id if new_id is not None else row.partner_id)
+    kept = before_retirement(current) if row.action == "retire" and "active" in row.changes else None
+    return RowResult.of(
+        row,
+        "applied",
+        kept if isinstance(kept, str) else None,
+        associate_id=new_id if new_id is not None else row.partner_id,
+    )
 
 
 def apply_chunk(

@@ -44,6 +44,7 @@ from scimflow.undo._source import (
     resolve,
     search_folders,
 )
+from scimflow.vocab import before_retirement
 
 if TYPE_CHECKING:
     from scimflow.apply import Writer
@@ -117,7 +118,10 @@ def _decide(
     already: list[str] = []
     for a in applied:
         action, key = str(a.row.get("action")), str(a.row.get("key"))
-        inverse = inverse_of(action, a.row.get("changes") or {}, target=target)
+        kept = before_retirement(a.detail)
+        inverse = inverse_of(
+            action, a.row.get("changes") or {}, target=target, before=kept if isinstance(kept, dict) else None
+        )
         current = records.get(a.partner_id) if a.partner_id is not None else None
         verdict = judge(inverse, current, writer.differences)
         if verdict.kind == "inverse":

@@ -13,8 +13,9 @@ What undoing means, per action (ARCHITECTURE.md "Plan files"; docs/operations.md
   also removes the licences; on a SCIM target the user is deactivated and keeps its computed-group
   memberships (the SCIM contract's retire).
 - ``retire`` (``deprovision: retire``, ``active`` true → false) → ``reactivate`` (``active`` false → true,
-  any other change of the row swapped). SuperOffice's retirement removed the licences and the retire row
-  records only ``active``, so the plan/confidential licences are **not** restored (nothing holds them).
+  any other change of the row swapped). SuperOffice's retirement removed the licences; the retire row
+  records only ``active``, but the apply journals the licences the user had just before it
+  (:func:`scimflow.vocab.before_retirement`), and the reactivation gives them back (``before``).
 - ``retire`` without ``active`` (``deprovision: remove_plan``: ``user_plan`` X → null) → ``update``
   restoring ``user_plan`` X.
 - ``reactivate`` → ``retire`` (``active`` true → false) with the row's other changes swapped; on a SCIM
@@ -54,8 +55,17 @@ class Inverse:
     note: str | None = None
 
 
-def inverse_of(action: str, changes: Mapping[str, Mapping[str, Any]], *, target: str) -> Inverse:
+def inverse_of(
+    action: str,
+    changes: Mapping[str, Mapping[str, Any]],
+    *,
+    target: str,
+    before: Mapping[str, Any] | None = None,
+) -> Inverse:
     """The inverse of a row of ``action`` with ``changes`` on ``target`` (``superoffice`` or ``scim``).
+
+    ``before``: for a retirement, the values it cleared (the licences), as the apply stage journalled them
+    (:func:`scimflow.vocab.before_retirement`); the reactivation gives them back.
 
     Raises ``ValueError`` for an action that is not a change (quarantine, conflict, group rows).
     """
@@ -76,9 +86,13 @@ def inverse_of(action: str, changes: Mapping[str, Mapping[str, Any]], *, target:
             "retire", {"active": {"from": True, "to": False}}, {**values, "active": True}, {"active": False}, note
         )
     if action == "retire" and active is not None:
-        if target != "scim":
+        back = swap(changes)
+        for f, v in (before or {}).items():
+            if f not in back:  # the licences the retirement removed, as they were just before it
+                back[f] = {"from": False if isinstance(v, bool) else None, "to": v}
+        if target != "scim" and not before:
             note = "the licences the retirement removed (user plan, confidential) are not restored: the journal does not hold them"
-        return Inverse("reactivate", swap(changes), to, frm, note)
+        return Inverse("reactivate", back, to, {**frm, **(before or {})}, note)
     if action == "retire":  # deprovision: remove_plan (user_plan X -> null), the login kept
         return Inverse("update", swap(changes), to, frm)
     if action == "reactivate":

@@ -177,6 +177,7 @@ class AppliedRow:
     row: dict[str, Any]
     partner_id: str | None
     status: str
+    detail: str | None = None  # the journal's detail (a retirement's cleared values: vocab.before_retirement)
 
 
 def applied_rows(
@@ -190,8 +191,8 @@ def applied_rows(
     journal = store.journal(plan_hash)
     out: list[AppliedRow] = []
     others: dict[str, int] = {}
-    for key, action, _, partner, status in journal.select(
-        "key", "action", "entra_id", "associate_id", "status"
+    for key, action, _, partner, status, detail in journal.select(
+        "key", "action", "entra_id", "associate_id", "status", "detail"
     ).iter_rows():
         if status not in APPLIED:
             others[status] = others.get(status, 0) + 1
@@ -201,7 +202,7 @@ def applied_rows(
             msg = f"plan {plan_hash[:12]}…: the journal's applied row {key} ({action}) is not in its plan files"
             raise UndoError(msg)
         pid = partner if partner is not None else row.get("associate_id")
-        out.append(AppliedRow(row=row, partner_id=None if pid is None else str(pid), status=status))
+        out.append(AppliedRow(row=row, partner_id=None if pid is None else str(pid), status=status, detail=detail))
     return out, others
 
 
