@@ -92,14 +92,29 @@ def endpoint_note(after: dict[str, Any], before: dict[str, Any] | None = None) -
 
 
 def run_pipeline(
-    emu: Emulators, *, name: str, title: str, users: int, out: Path, throttled: bool = False, latency: float = LATENCY_S
+    emu: Emulators,
+    *,
+    name: str,
+    title: str,
+    users: int,
+    out: Path,
+    throttled: bool = False,
+    latency: float = LATENCY_S,
+    rate_limit_rps: float | None = None,
 ) -> Result:
-    """One sync run through the plain stage functions; figures per stage, requests and peak RSS."""
+    """One sync run through the plain stage functions; figures per stage, requests and peak RSS.
+
+    ``rate_limit_rps``: the SuperOffice emulator's rate limit, set in the config as an operator would
+    (``superoffice.rate_limit_rps``) so the plan's cost estimate counts with it.
+    """
     from scimflow import pipeline, preview
     from scimflow.apply import apply_plan, chunk_rows, read_plan, split_held
     from scimflow.config import load_config
 
     config = load_config(emu.config)
+    if rate_limit_rps:
+        so_cfg = config.require_superoffice().model_copy(update={"rate_limit_rps": rate_limit_rps})
+        config = config.model_copy(update={"superoffice": so_cfg})
     rules = pipeline.load_rule_set(config)
     timer = Timer()
     emu.reset()

@@ -52,7 +52,8 @@ def _run(kind: str, p: dict[str, Any]) -> Result:
         mutated = mutate_users(emu, float(p["mutate"])) if p.get("mutate") else 0
         result = run_pipeline(emu, name=name, title=title, users=users, out=Path(p["out"]),
                               throttled=bool(p.get("throttled") or (p.get("so_settings") or {}).get("rate_limit_rps")),
-                              latency=float(p.get("latency", 0.02)))
+                              latency=float(p.get("latency", 0.02)),
+                              rate_limit_rps=(p.get("so_settings") or {}).get("rate_limit_rps"))
         if mutated:
             result.notes.insert(0, f"{mutated:,} Entra users changed through /_emulator/users before the run")
     elif kind == "flow":

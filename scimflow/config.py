@@ -145,6 +145,12 @@ class SuperOfficeConfig(_Model):
         description="The app's RSA private key (PEM; `scimflow setup superoffice-key` converts the portal's XML)"
     )
     write_concurrency: int = Field(8, ge=1, le=64, description="Users written to SuperOffice at the same time, 1 to 64")
+    rate_limit_rps: float | None = Field(
+        None,
+        gt=0,
+        description="The tenant's request rate limit (requests per second), where one applies: the plan's cost "
+        "estimate counts with it (the apply itself slows down on 429s)",
+    )
     timeout: float = Field(30.0, gt=0, description="Seconds one HTTP request to SuperOffice may take")
 
     @field_validator("client_secret", "system_user_token", "private_key", mode="before")
@@ -190,6 +196,12 @@ class ScimConfig(_Model):
         4, ge=1, le=64, description="Users written to the SCIM server at the same time, 1 to 64"
     )
     page_size: int = Field(100, ge=1, le=1000, description="Resources per SCIM list page (count), 1 to 1000")
+    rate_limit_rps: float | None = Field(
+        None,
+        gt=0,
+        description="The SCIM server's request rate limit (requests per second), where one applies: the plan's "
+        "cost estimate counts with it (the apply itself slows down on 429s)",
+    )
     timeout: float = Field(30.0, gt=0, description="Seconds one HTTP request to the SCIM server may take")
 
     @field_validator("token", mode="before")

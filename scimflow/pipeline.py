@@ -393,7 +393,8 @@ def plan_cost_files(
         log.warning("no cost estimate for the plan: %s", exc)
         return None
     try:
-        cost = plan_cost(writer, rows, so.timing, seen)
+        settings = config.require_scim() if isinstance(so, ScimExtract) else config.require_superoffice()
+        cost = plan_cost(writer, rows, so.timing, seen, rate_limit_rps=settings.rate_limit_rps)
     finally:
         writer.close()
     write_cost(out, cost)

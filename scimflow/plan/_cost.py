@@ -299,8 +299,18 @@ def estimate(
     return Cost(**common, estimated_seconds=round(seconds, 3), fixed_rounds=fixed_rounds, basis=basis)
 
 
-def plan_cost(writer: Writer, rows: Sequence[PlanRow], timing: TargetTiming | None, seen: TargetView) -> Cost:
-    """The cost of applying ``rows`` (the change rows the apply will write) through ``writer``."""
+def plan_cost(
+    writer: Writer,
+    rows: Sequence[PlanRow],
+    timing: TargetTiming | None,
+    seen: TargetView,
+    *,
+    rate_limit_rps: float | None = None,
+) -> Cost:
+    """The cost of applying ``rows`` (the change rows the apply will write) through ``writer``.
+
+    ``rate_limit_rps``: the target's configured rate limit; else the pace it allowed the extract after a 429.
+    """
     from scimflow.apply import chunk_rows
 
     counted: Counter[str] = writer.requests_for(rows, seen)
@@ -309,7 +319,7 @@ def plan_cost(writer: Writer, rows: Sequence[PlanRow], timing: TargetTiming | No
         counted,
         rtt_ms=timing.rtt_ms,
         concurrency=writer.concurrency,
-        rate_limit_rps=timing.rate_rps if timing.throttled else None,
+        rate_limit_rps=rate_limit_rps or (timing.rate_rps if timing.throttled else None),
         rows=len(rows),
         stretch=timing.cpu_stretch,
         chunks=len(chunk_rows(rows)),
