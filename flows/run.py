@@ -1,7 +1,7 @@
 """Run the ``sync-users`` flow once, in this process: ``python -m flows.run --config CFG [...]``.
 
 ``scimflow sync`` and ``scimflow demo`` start this module in a child process against ``PREFECT_API_URL``.
-It runs the flow (``prefect-secret:`` references are read by :mod:`scimflow.prefect_secrets`), prints the summary
+It runs the flow (``prefect-secret:`` references are read by :mod:`tasks.prefect_secrets`), prints the summary
 and where the artifacts and plan files are, and exits with the ``scimflow sync`` contract's code:
 0 every planned change applied (or nothing to do), 3 some not applied (rejected, held, drifted, timed
 out), 1 on error.

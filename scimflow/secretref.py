@@ -2,8 +2,9 @@
 
 :class:`SecretRef` holds the reference only; :meth:`SecretRef.reveal` reads the value when it is used,
 and neither ``str``, ``repr`` nor an error message ever shows it. A ``file:`` secret readable by group or
-others is refused. ``prefect-secret:`` is read through :mod:`scimflow.prefect_secrets` (Prefect's own
-client, imported on use) unless a resolver is registered (:func:`register_secret_resolver`).
+others is refused. ``prefect-secret:`` is read by :mod:`tasks.prefect_secrets` (Prefect's own client, found
+through an entry point on use: :func:`scheme_plugin`) unless a resolver is registered
+(:func:`register_secret_resolver`).
 :data:`Secret` is the pydantic field type of a secret-bearing config key (:mod:`scimflow.config`).
 """
 
@@ -20,10 +21,27 @@ from pydantic import WithJsonSchema
 
 from scimflow.errors import ConfigError
 
-__all__ = ["Secret", "SecretRef", "register_secret_resolver", "to_secret"]
+__all__ = ["Secret", "SecretRef", "register_secret_resolver", "scheme_plugin", "to_secret"]
 
 _SECRET_RE = re.compile(r"^(env|file|prefect-secret):(.+)$")
 _SECRET_RESOLVERS: dict[str, Callable[[str], str]] = {}
+
+
+def scheme_plugin(scheme: str) -> Any:
+    """The module serving secret ``scheme`` outside the core (``prefect-secret``: ``tasks.prefect_secrets``,
+    which reads and saves Prefect Secret blocks), found through the ``scimflow.secret_schemes`` entry point
+    of the installed project, so that the core itself never names the Prefect layer.
+
+    Raises:
+        ConfigError: no installed package serves the scheme.
+    """
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="scimflow.secret_schemes", name=scheme)
+    if not found:
+        msg = f"no installed plugin serves '{scheme}:' secrets (the scimflow package's entry points are missing)"
+        raise ConfigError(msg)
+    return next(iter(found)).load()
 
 
 def register_secret_resolver(scheme: str, resolver: Callable[[str], str]) -> None:
@@ -89,9 +107,7 @@ class SecretRef:
                 raise ConfigError(msg) from None
         resolver = _SECRET_RESOLVERS.get(self.kind)
         if resolver is None and self.kind == "prefect-secret":
-            from scimflow.prefect_secrets import read_prefect_secret  # Prefect's own client, imported on use
-
-            resolver = read_prefect_secret
+            resolver = scheme_plugin(self.kind).read_prefect_secret  # Prefect's own client, loaded on use
         if resolver is None:
             msg = (
                 f"secret {self}: no resolver for '{self.kind}:' here "

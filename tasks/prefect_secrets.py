@@ -1,8 +1,9 @@
 """Read ``prefect-secret:NAME`` references with Prefect's own client (``Secret.load``).
 
-The core never imports Prefect at import time: this module imports ``prefect.blocks.system`` only inside
-:func:`read_prefect_secret`, which :class:`scimflow.config.SecretRef` calls only for a ``prefect-secret:``
-reference. Prefect's client then brings what a hand-written call could not: the active profile,
+This is the Prefect side of the ``prefect-secret`` scheme: the core (which never imports Prefect) finds it
+through the ``scimflow.secret_schemes`` entry point (pyproject.toml) only when a config holds a
+``prefect-secret:`` reference or ``scimflow setup prefect-secret`` runs, and ``prefect.blocks.system`` is
+imported only inside the functions. Prefect's client then brings what a hand-written call could not: the active profile,
 ``PREFECT_API_URL``, ``PREFECT_API_KEY`` (Prefect Cloud), ``PREFECT_API_AUTH_STRING`` (a self-hosted
 server behind basic auth), its CA settings, and its retries on 429 and 5xx.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from scimflow.errors import ConfigError  # not scimflow.config: the config imports this module on use
+from scimflow.errors import ConfigError  # not scimflow.config: the config loads this module on use
 
 __all__ = ["read_prefect_secret", "save_prefect_secret"]
 

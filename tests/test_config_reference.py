@@ -113,9 +113,9 @@ def test_readme_and_setup_link_the_reference_and_no_file_points_at_a_missing_arc
 
 
 def test_importing_the_core_loads_no_prefect() -> None:
-    """`import scimflow.config` (and the CLI) import no Prefect module, even with prefect_secrets loaded."""
+    """`import scimflow.config` (and the CLI) import no Prefect module, even with tasks.prefect_secrets loaded."""
     code = (
-        "import sys, scimflow.config, scimflow.cli, scimflow.prefect_secrets; "
+        "import sys, scimflow.config, scimflow.cli, tasks.prefect_secrets; "
         "bad = sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')); "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -38,10 +38,6 @@ def test_core_never_imports_prefect():
     assert out.stdout.startswith("CLEAN"), out.stdout + out.stderr
 
 
-#: The one core module that may import Prefect, inside a function only: it reads ``prefect-secret:``
-#: references with Prefect's own client, and only when the config holds one (ARCHITECTURE.md, "Secrets").
-PREFECT_LAZY_OK = "scimflow/prefect_secrets.py"
-
 
 def _imports(tree: ast.AST) -> Iterator[tuple[ast.stmt, str]]:
     """``(statement, dotted name)`` for every absolute import under ``tree``: the module, and for
@@ -54,21 +50,14 @@ def _imports(tree: ast.AST) -> Iterator[tuple[ast.stmt, str]]:
             yield from ((node, f"{node.module}.{a.name}") for a in node.names)
 
 
-def _module_level(tree: ast.Module) -> set[int]:
-    """Line numbers of the imports that run when the module is imported (not inside a def or class)."""
-    top = [s for s in tree.body if not isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
-    return {node.lineno for s in top for node, _ in _imports(s)}
-
-
 def test_no_prefect_import_statement_in_core():
-    """No core source imports prefect, lazily or not, except prefect_secrets.py inside a function."""
+    """No core source imports prefect, lazily or not (``prefect-secret:`` is served by tasks/prefect_secrets.py)."""
     offenders = []
     for path in sorted((ROOT / "scimflow").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
         tree = ast.parse(path.read_text())
-        top = _module_level(tree)
         for node, name in _imports(tree):
-            if name.split(".")[0] == "prefect" and (rel != PREFECT_LAZY_OK or node.lineno in top):
+            if name.split(".")[0] == "prefect":
                 offenders.append(f"{rel}:{node.lineno}: {name}")
     assert offenders == []
 

@@ -3,7 +3,7 @@
 Exit 0 when every check passes (warnings allowed), 1 otherwise.
 
 ``prefect-secret:`` references are read through ``PREFECT_API_URL`` by the config's own resolver
-(:mod:`scimflow.prefect_secrets`), as ``scimflow plan`` reads them; Prefect is never imported.
+(:mod:`tasks.prefect_secrets`), as ``scimflow plan`` reads them; Prefect is never imported.
 """
 
 from __future__ import annotations

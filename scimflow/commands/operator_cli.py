@@ -2,7 +2,7 @@
 
 :mod:`scimflow.cli` mounts them on its app. Like the rest of the CLI, each command imports its
 implementation (``*_cmd`` modules) only when it runs, so ``scimflow --help`` stays fast, and nothing here
-imports Prefect (``setup prefect-secret`` imports it on use, through :mod:`scimflow.prefect_secrets`).
+imports Prefect (``setup prefect-secret`` imports it on use, through :mod:`tasks.prefect_secrets`).
 """
 
 from __future__ import annotations

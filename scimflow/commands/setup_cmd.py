@@ -225,7 +225,7 @@ def system_user_token(file: Path | None, out: Path | None, *, force: bool = Fals
 def prefect_secret(name: str, file: Path | None) -> int:
     """``setup prefect-secret NAME``: save stdin (or ``--from-file``) as a Prefect Secret block; 0 or 1."""
     from scimflow.errors import ConfigError
-    from scimflow.prefect_secrets import save_prefect_secret
+    from scimflow.secretref import scheme_plugin
 
     try:
         value = _read_input(file).strip()
@@ -236,7 +236,7 @@ def prefect_secret(name: str, file: Path | None) -> int:
         _err("error: the value is empty; nothing was saved")
         return 1
     try:
-        save_prefect_secret(name, value)
+        scheme_plugin("prefect-secret").save_prefect_secret(name, value)
     except ConfigError as exc:
         _err(f"error: {exc}")
         return 1
