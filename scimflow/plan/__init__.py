@@ -31,7 +31,7 @@ from scimflow.plan._grace import (
 )
 from scimflow.plan._guardrails import CHANGE_CLASSES, GuardrailVerdict, evaluate_guardrails
 from scimflow.plan._planner import COUNT_KEYS, ROW_SCHEMA, Plan, build_plan
-from scimflow.plan._scim import GROUP_ACTIONS, GROUP_COUNT_KEYS, plan_scim, scim_target_frame
+from scimflow.plan._scim import GROUP_ACTIONS, GROUP_COUNT_KEYS, group_change_rows, plan_scim, scim_target_frame
 from scimflow.plan.fixtures import frames_from_fixtures
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "cost_text",
     "evaluate_guardrails",
     "frames_from_fixtures",
+    "group_change_rows",
     "pending_section",
     "plan_cost",
     "plan_lines",

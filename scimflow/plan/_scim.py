@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -40,7 +40,15 @@ from scimflow.vocab import GROUP_ACTIONS, GROUP_COUNT_KEYS
 if TYPE_CHECKING:
     import datetime as dt
 
-__all__ = ["GROUP_ACTIONS", "GROUP_COUNT_KEYS", "plan_scim", "scim_reference", "scim_rules", "scim_target_frame"]
+__all__ = [
+    "GROUP_ACTIONS",
+    "GROUP_COUNT_KEYS",
+    "group_change_rows",
+    "plan_scim",
+    "scim_reference",
+    "scim_rules",
+    "scim_target_frame",
+]
 
 _INTERNAL = "InternalAssociate"
 
@@ -187,31 +195,7 @@ def group_changes(
         for name in remove:
             removed[name].add(key)
     existing = dict(groups.select("display_name", "partner_id").iter_rows()) if groups.height else {}
-    out: list[dict[str, Any]] = []
-    for name in sorted(set(added) | set(removed)):
-        changes_out: dict[str, Any] = {}
-        if added.get(name):
-            changes_out["members_added"] = {"from": None, "to": sorted(added[name])}
-        if removed.get(name):
-            changes_out["members_removed"] = {"from": sorted(removed[name]), "to": None}
-        out.append(
-            {
-                "action": "update_group" if name in existing else "create_group",
-                "key": name,
-                "entra_id": None,
-                "associate_id": existing.get(name),
-                "rules": [],
-                "changes": json.dumps(changes_out, sort_keys=True, separators=(",", ":")),
-                "reason": None,
-                "explain": None,
-            }
-        )
-    counts = {
-        "create_group": sum(1 for r in out if r["action"] == "create_group"),
-        "update_group": sum(1 for r in out if r["action"] == "update_group"),
-        "members_added": sum(len(v) for v in added.values()),
-        "members_removed": sum(len(v) for v in removed.values()),
-    }
+    out, counts = group_change_rows(added, removed, existing)
     schema = rows.schema
     return pl.DataFrame(out, schema=schema) if out else pl.DataFrame(schema=schema), counts
 
@@ -260,3 +244,39 @@ def plan_scim(
         matched_pairs=_with_scim_ids(plan.matched_pairs, ids).select("entra_id", "associate_id"),
     )
     return with_grace(full, rules, pending, now)  # on SCIM ids; a retired user keeps its groups
+
+
+def group_change_rows(
+    added: Mapping[str, Collection[str]], removed: Mapping[str, Collection[str]], existing: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Plan rows (as dicts) of the computed groups whose members change, and their four counts.
+
+    ``added``/``removed``: group name → user keys; ``existing``: group name → its id on the target (a group
+    not there is a ``create_group`` row). Shared by the planner and ``scimflow undo``.
+    """
+    out: list[dict[str, Any]] = []
+    for name in sorted(set(added) | set(removed)):
+        changes: dict[str, Any] = {}
+        if added.get(name):
+            changes["members_added"] = {"from": None, "to": sorted(added[name])}
+        if removed.get(name):
+            changes["members_removed"] = {"from": sorted(removed[name]), "to": None}
+        out.append(
+            {
+                "action": "update_group" if name in existing else "create_group",
+                "key": name,
+                "entra_id": None,
+                "associate_id": existing.get(name),
+                "rules": [],
+                "changes": json.dumps(changes, sort_keys=True, separators=(",", ":")),
+                "reason": None,
+                "explain": None,
+            }
+        )
+    counts = {
+        "create_group": sum(1 for r in out if r["action"] == "create_group"),
+        "update_group": sum(1 for r in out if r["action"] == "update_group"),
+        "members_added": sum(len(v) for v in added.values()),
+        "members_removed": sum(len(v) for v in removed.values()),
+    }
+    return out, counts

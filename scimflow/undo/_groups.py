@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scimflow.computed_groups import groups_for, membership_delta
+from scimflow.plan import group_change_rows
 from scimflow.rules import ELEMENTS
 
 __all__ = ["group_names", "group_rows"]
@@ -57,29 +58,4 @@ def group_rows(
             added[name].add(str(row["key"]))
         for name in remove:
             removed[name].add(str(row["key"]))
-    out: list[dict[str, Any]] = []
-    for name in sorted(set(added) | set(removed)):
-        changes: dict[str, Any] = {}
-        if added.get(name):
-            changes["members_added"] = {"from": None, "to": sorted(added[name])}
-        if removed.get(name):
-            changes["members_removed"] = {"from": sorted(removed[name]), "to": None}
-        out.append(
-            {
-                "action": "update_group" if name in existing else "create_group",
-                "key": name,
-                "entra_id": None,
-                "associate_id": existing.get(name),
-                "rules": [],
-                "changes": json.dumps(changes, sort_keys=True, separators=(",", ":")),
-                "reason": None,
-                "explain": None,
-            }
-        )
-    counts = {
-        "create_group": sum(1 for r in out if r["action"] == "create_group"),
-        "update_group": sum(1 for r in out if r["action"] == "update_group"),
-        "members_added": sum(len(v) for v in added.values()),
-        "members_removed": sum(len(v) for v in removed.values()),
-    }
-    return out, counts
+    return group_change_rows(added, removed, existing)
