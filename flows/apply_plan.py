@@ -14,7 +14,6 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
 
 import polars as pl
 from prefect import flow, task
@@ -26,6 +25,7 @@ from rich.console import Console
 from flows._apply_common import TASK_RUNNER, apply_in_chunks, conclude, plain
 from flows.labels import name_for, tag_run
 from flows.logs import with_core_logs
+from flows.run import UsageParser
 from flows.states import result_of
 from scimflow import pipeline
 from scimflow.apply import (
@@ -109,16 +109,8 @@ def apply_saved_plan(
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    """A usage error exits 1, as every scimflow verb does."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(1, f"{self.prog}: error: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m flows.apply_plan", description=__doc__.splitlines()[0])
+    p = UsageParser(prog="python -m flows.apply_plan", description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
     p.add_argument("--plan-dir", required=True)
     p.add_argument("--plan-hash", required=True, help="the confirmed plan hash (all 64 hex characters)")

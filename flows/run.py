@@ -22,11 +22,12 @@ from scimflow.sync_options import add_sync_arguments
 from scimflow.sync_params import params_from_namespace
 from scimflow.vocab import ROW_ACTIONS
 
-__all__ = ["main", "print_result"]
+__all__ = ["UsageParser", "main", "print_result"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """A usage error exits 1, as every scimflow verb does (2 means "rows to look at" in the contract)."""
+class UsageParser(argparse.ArgumentParser):
+    """A usage error exits 1, as every scimflow verb does (2 means "rows to look at" in the contract); the
+    flows' command lines (this one and ``flows/apply_plan.py``) use it."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -35,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     """The sync options (:data:`scimflow.sync_options.SYNC_FLAGS`) and ``--result-json``."""
-    p = _Parser(prog="python -m flows.run", description=__doc__.splitlines()[0])
+    p = UsageParser(prog="python -m flows.run", description=__doc__.splitlines()[0])
     add_sync_arguments(p)
     p.add_argument("--result-json", type=Path, default=None, help="also write the run's result as JSON here")
     return p
