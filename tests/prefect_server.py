@@ -13,7 +13,9 @@ port the session server will use, so no test ever falls back to an ephemeral ser
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,28 @@ from scimflow.emulators.serve import free_port
 __all__ = ["configure_environment", "prefect_server"]
 
 _HOME = Path(tempfile.mkdtemp(prefix="scimflow-test-prefect-"))
-_PORT = free_port()
+
+
+def _server_port() -> int:
+    """A free port below Linux's ephemeral range (32768-60999), one block of 1,000 per pytest-xdist worker.
+
+    The port is chosen at import and bound by the server only when the first test needs it, minutes later
+    perhaps; a port from the ephemeral range (``free_port``) may by then be the local end of one of the
+    many outgoing connections the other workers make, and the server would fail with "already in use".
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 20_000 + 1_000 * (int(worker) % 12 if worker.isdigit() else 0)
+    for port in random.Random().sample(range(base, base + 1_000), 1_000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
+_PORT = _server_port()
 
 
 def configure_environment() -> None:
