@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
+from flows.prefect_client import api_client
 from scimflow.config import Config, load_config
 from scimflow.errors import ScimflowError
 
@@ -58,7 +58,7 @@ def tag_run(config: Config) -> None:
     run_id = flow_run.id
     if run_id is None:
         return
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         current = client.read_flow_run(run_id).tags or []
         wanted = [*current, *(t for t in run_tags(config) if t not in current)]
         client.update_flow_run(run_id, tags=wanted, infrastructure_pid=f"{socket.gethostname()}:{os.getpid()}")

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, Running
 
+from flows.prefect_client import api_client
 from scimflow.apply import SyncFailed, SyncResult, final_state_of
 
 __all__ = ["final_state", "result_of", "running_after_pause_timeout"]
@@ -57,5 +57,5 @@ def running_after_pause_timeout() -> None:
     """
     if flow_run.id is None:
         return
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         client.set_flow_run_state(flow_run.id, Running(message="approval timed out"), force=True)

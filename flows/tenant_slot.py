@@ -27,13 +27,14 @@ from uuid import UUID
 
 import httpx
 from prefect import get_run_logger
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Running
 
+from flows.prefect_client import api_client
 from scimflow.errors import ScimflowError
 
 __all__ = [
@@ -67,7 +68,7 @@ def limit_name(tenant_key: str) -> str:
 
 
 def _ensure_limit(name: str) -> None:
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         try:
             client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
@@ -80,7 +81,7 @@ def _say_waiting(message: str) -> None:
     get_run_logger().warning(message)
     if flow_run.id is None:
         return
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         client.set_flow_run_state(flow_run.id, Running(message=message))
 
 
@@ -97,12 +98,12 @@ def _try_acquire(client: SyncPrefectClient, name: str, holder: ConcurrencyLeaseH
 
 def release_lease(lease_id: str) -> None:
     """Release a tenant slot's lease (a dead run's, found by the next run); one already gone is fine."""
-    with get_client(sync_client=True) as client, suppress(ObjectNotFound, httpx.HTTPStatusError):
+    with api_client() as client, suppress(ObjectNotFound, httpx.HTTPStatusError):
         client.release_concurrency_slots_with_lease(UUID(lease_id))
 
 
 def _renew(lease_id: UUID, stop: threading.Event, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         while not stop.wait(LEASE_SECONDS / 4):
             try:
                 client.renew_concurrency_lease(lease_id, LEASE_SECONDS)
@@ -122,7 +123,7 @@ def tenant_apply_slot(tenant_key: str, *, wait_seconds: float | None = None) -> 
     _ensure_limit(name)
     holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
     deadline = time.monotonic() + wait
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         lease = _try_acquire(client, name, holder)
         if lease is None:
             _say_waiting(f"waiting for another run applying to tenant {tenant_key} (up to {wait:.0f} s)")
