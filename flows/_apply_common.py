@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
+from prefect.utilities.context import get_task_and_flow_run_ids
 
+from flows.prefect_client import api_client
 from flows.states import final_state
 from flows.tenant_slot import tenant_apply_slot
 from scimflow.apply import Conclusion, PlanRow, RowResult, SyncResult, chunk_rows
@@ -49,6 +52,24 @@ def plain(value: _T) -> _T:
     return cast(_T, quote(value))
 
 
+def _progress(key: str | None, description: str | None, percent: float, artifact: UUID | None) -> UUID:
+    """Create (``artifact`` None) or update the apply's progress artifact, as ``prefect.artifacts``'
+    progress helpers do but through :func:`~flows.prefect_client.api_client`: a locked SQLite server's
+    503 costs milliseconds, not 2 s, while the chunks write."""
+    with api_client() as client:
+        if artifact is None:
+            task_run_id, flow_run_id = get_task_and_flow_run_ids()
+            created = client.create_artifact(
+                ArtifactCreate(
+                    type="progress", key=key, description=description, data=percent,
+                    flow_run_id=flow_run_id, task_run_id=task_run_id,
+                )
+            )  # fmt: skip
+            return created.id
+        client.update_artifact(artifact, ArtifactUpdate(data=percent))
+        return artifact
+
+
 def apply_in_chunks(
     config: Config, plan_hash: str, rows: list[PlanRow], run_id: str, progress_key: str | None = None
 ) -> list[RowResult]:
@@ -59,16 +80,12 @@ def apply_in_chunks(
     The chunks at work share the run's ``write_concurrency`` writers, so the later ones' drift re-read
     overlaps the earlier ones' writes and the writers stay busy from one chunk to the next.
     """
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
     chunks = chunk_rows(rows)
     if not chunks:
         return []
     progress: UUID | None = None
     if progress_key is not None:
-        created = create_progress_artifact(0.0, key=progress_key, description=f"Applying {len(rows)} changes")
-        assert isinstance(created, UUID)  # the sync API (we are not in an event loop)
-        progress = created
+        progress = _progress(progress_key, f"Applying {len(rows)} changes", 0.0, None)
     results: list[RowResult] = []
     futures: list[PrefectFuture[list[RowResult]]] = []
     with tenant_apply_slot(config.tenant_key):
@@ -80,7 +97,7 @@ def apply_in_chunks(
             for i, future in enumerate(futures, start=1):
                 results += future.result()
                 if progress is not None:
-                    update_progress_artifact(progress, 100.0 * i / len(chunks))
+                    _progress(progress_key, None, 100.0 * i / len(chunks), progress)
         finally:
             for future in futures:
                 future.wait()

@@ -62,6 +62,9 @@ def test_form_approval_applies_and_publishes_artifacts(worked_example):
     report = Artifact.get(result.artifacts["report"])
     assert report is not None and "applied" in str(report.data)
     assert md_text(result.approver) in str(report.data)  # the report names the approver (escaped Markdown)
+    progress = Artifact.get(result.artifacts["progress"])  # written through flows.prefect_client.api_client
+    assert progress is not None and progress.type == "progress" and float(str(progress.data)) == 100.0
+    assert progress.flow_run_id == run.id and progress.description == "Applying 4 changes"
 
 
 def test_rejection_applies_nothing(worked_example):
