@@ -11,6 +11,10 @@ only adapts its inputs and outputs to ARCHITECTURE.md's "SCIM target (contract)"
   Entra object id). The third key runs as a second pass: only Entra users that found nothing by link or
   ``userName`` pair with a SCIM user nobody found whose ``externalId`` is their id (e.g. users Entra's own
   provisioning job created), and those pairs are stored as links once applied.
+- **``externalId`` is the Entra object id.** A matched, in-scope user whose SCIM ``externalId`` is missing or
+  another value (Entra's own job sends ``mailNickname`` by default) gets an ``entra_id`` change in its
+  ``update`` or ``reactivate`` row; an otherwise unchanged one becomes an ``update`` for it alone. Leavers,
+  users out of scope, quarantined, conflicting and unmanaged users are left as they are.
 - **Values are not resolved** against SuperOffice's lists (the gateway does that): every value the rules can
   give is valid, so no user is quarantined for an unknown name.
 - **Deprovisioning** (``retire`` or ``remove_plan``) deactivates (``active`` false); memberships stay, so a
@@ -35,7 +39,7 @@ from scimflow.frames import COMPANY_SCHEMA, GROUP_SCHEMA, PLAN_SCHEMA, ROLE_SCHE
 from scimflow.plan._grace import with_grace
 from scimflow.plan._planner import Plan, build_plan
 from scimflow.rules import ELEMENTS, RuleSet
-from scimflow.vocab import GROUP_ACTIONS, GROUP_COUNT_KEYS
+from scimflow.vocab import GROUP_ACTIONS, GROUP_COUNT_KEYS, norm_expr
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -156,6 +160,99 @@ def _external_id_pairs(plan: Plan, target: pl.DataFrame, users: pl.DataFrame, li
     return pairs.filter((pl.len().over("entra_id") == 1) & (pl.len().over("associate_id") == 1))
 
 
+def _wrong_external_ids(plan: Plan, entra: pl.DataFrame, users: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """The matched pairs (``entra_id``, surrogate ``associate_id``) whose SCIM ``externalId`` (``external_id``)
+    is not the Entra object id: missing, or another value (e.g. the ``mailNickname`` Entra's own job sends by
+    default). ``active``: the SCIM user's. Pairs come from the links used and the plan's new pairs."""
+    entra_ids = entra.select(pl.col("id").alias("entra_id"), norm_expr("user_name", pl.col("id")).alias("_k"))
+    linked = (
+        links.select(norm_expr("user_name", pl.col("entra_id")).alias("_k"), pl.col("associate_id").cast(pl.Int64))
+        .join(entra_ids, on="_k")
+        .select("entra_id", "associate_id")
+    )
+    pairs = pl.concat([linked, plan.matched_pairs.select("entra_id", pl.col("associate_id").cast(pl.Int64))]).unique()
+    scim = (
+        users.sort("partner_id")
+        .with_row_index("associate_id", offset=1)
+        .select(
+            pl.col("associate_id").cast(pl.Int64),
+            pl.col("entra_id").alias("external_id"),
+            pl.col("active").fill_null(value=True),
+        )
+    )
+    return (
+        pairs.join(scim, on="associate_id")
+        .filter(norm_expr("entra_id", pl.col("external_id")).ne_missing(norm_expr("entra_id", pl.col("entra_id"))))
+        .sort("entra_id")
+    )
+
+
+#: A display name no SCIM user has: given to the partners whose externalId alone differs, it makes the planner
+#: list them as ``update`` rows (with its matched rules and explanation), and is taken out of those rows again.
+_UNLISTED = "\x00scimflow: only the externalId differs\x00"
+
+
+def _with_external_id_fixes(
+    plan: Plan,
+    wrong: pl.DataFrame,
+    entra: pl.DataFrame,
+    target: pl.DataFrame,
+    ref: Reference,
+    rules: RuleSet,
+    links: pl.DataFrame,
+    quarantine: pl.DataFrame | None,
+) -> Plan:
+    """``plan`` with ``entra_id`` (the SCIM ``externalId``) set to the Entra object id on the pairs of ``wrong``.
+
+    An ``update`` or ``reactivate`` row gets the change beside its others. A pair the plan does not list and
+    whose SCIM user is active is either unchanged (in scope, otherwise the same: it becomes an ``update``) or
+    out of scope under ``deprovision: ignore`` (left alone). The planner tells them apart when planning again
+    with those users' display name made different (:data:`_UNLISTED`). Retired, quarantined and conflicting
+    users, leavers and unmanaged users are never touched for it.
+    """
+    unlisted = wrong.filter(pl.col("active")).join(plan.rows.select("entra_id"), on="entra_id", how="anti")
+    marked: set[int] = set(unlisted.get_column("associate_id").to_list())
+    if marked:
+        made_different = target.with_columns(
+            pl.when(pl.col("associate_id").is_in(list(marked)))
+            .then(pl.lit(_UNLISTED))
+            .otherwise(pl.col("display_name"))
+            .alias("display_name")
+        )
+        again = build_plan(entra, made_different, ref, rules, links, quarantine)
+        plan = Plan(
+            rows=again.rows,
+            counts=again.counts,
+            managed_active=again.managed_active,
+            managed=again.managed,
+            matched_pairs=plan.matched_pairs,
+        )
+    rows = plan.rows.with_row_index("_i")
+    touched = (
+        rows.filter(pl.col("action").is_in(["update", "reactivate"]))
+        .join(wrong.select("entra_id", "associate_id", "external_id"), on=["entra_id", "associate_id"])
+        .sort("_i")
+    )
+    if touched.is_empty():
+        return plan
+    fixed: list[str] = []
+    for entra_id, partner, external_id, text in touched.select(
+        "entra_id", "associate_id", "external_id", "changes"
+    ).iter_rows():
+        changes: dict[str, Any] = json.loads(text) if text else {}
+        if partner in marked and (changes.get("display_name") or {}).get("from") == _UNLISTED:
+            del changes["display_name"]
+        changes["entra_id"] = {"from": external_id, "to": entra_id}
+        fixed.append(json.dumps(changes, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    new = touched.select("_i", pl.Series("_fixed", fixed, dtype=pl.String))
+    plan.rows = (
+        rows.join(new, on="_i", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_fixed", "changes").alias("changes"))
+        .drop("_i", "_fixed")
+    )
+    return plan
+
+
 def _with_scim_ids(frame: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with its surrogate ``associate_id`` replaced by the SCIM id (a string), order kept."""
     lookup = ids.rename({"associate_id": "_s"})
@@ -231,9 +328,13 @@ def plan_scim(
     plan = build_plan(entra, target, ref, fixed, stored, quarantine)
     extra = _external_id_pairs(plan, target, users, stored)
     if extra.height:
-        plan = build_plan(entra, target, ref, fixed, pl.concat([stored, extra]), quarantine)
+        stored = pl.concat([stored, extra])
+        plan = build_plan(entra, target, ref, fixed, stored, quarantine)
         # stored links are left out of matched_pairs; these pairs are new: store them once applied
         plan.matched_pairs = pl.concat([plan.matched_pairs, extra]).unique().sort("entra_id", "associate_id")
+    wrong = _wrong_external_ids(plan, entra, users, stored)
+    if wrong.height:
+        plan = _with_external_id_fixes(plan, wrong, entra, target, ref, fixed, stored, quarantine)
     rows = _with_scim_ids(plan.rows, ids)
     group_rows, group_counts = group_changes(rows, users, groups, prefix)
     full = Plan(
