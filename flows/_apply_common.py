@@ -25,7 +25,7 @@ from prefect.utilities.context import get_task_and_flow_run_ids
 
 from flows.prefect_client import api_client
 from flows.states import final_state
-from flows.tenant_slot import tenant_apply_slot
+from flows.tenant_slot import TenantSlot
 from scimflow.apply import Conclusion, PlanRow, RowResult, SyncResult, chunk_rows
 from scimflow.config import Config
 from tasks.apply import apply_changes, finish_sync_run, release_apply_session
@@ -71,24 +71,32 @@ def _progress(key: str | None, description: str | None, percent: float, artifact
 
 
 def apply_in_chunks(
-    config: Config, plan_hash: str, rows: list[PlanRow], run_id: str, progress_key: str | None = None
+    config: Config,
+    plan_hash: str,
+    rows: list[PlanRow],
+    run_id: str,
+    progress_key: str | None = None,
+    slot: TenantSlot | None = None,
 ) -> list[RowResult]:
     """Apply ``rows`` as one task run per chunk, all submitted at once (each waits for its turn), under the
-    tenant's apply slot (one apply per tenant at a time: ``flows/tenant_slot.py``); with ``progress_key``,
-    a progress artifact of the chunks finished.
+    tenant's apply slot (one apply per tenant at a time: ``flows/tenant_slot.py``; ``slot``: one the run
+    asked for early, else asked for now; released either way); with ``progress_key``, a progress artifact of
+    the chunks finished.
 
     The chunks at work share the run's ``write_concurrency`` writers, so the later ones' drift re-read
     overlaps the earlier ones' writes and the writers stay busy from one chunk to the next.
     """
+    slot = slot or TenantSlot(config.tenant_key)
     chunks = chunk_rows(rows)
     if not chunks:
+        slot.release()
         return []
     progress: UUID | None = None
     if progress_key is not None:
         progress = _progress(progress_key, f"Applying {len(rows)} changes", 0.0, None)
     results: list[RowResult] = []
     futures: list[PrefectFuture[list[RowResult]]] = []
-    with tenant_apply_slot(config.tenant_key):
+    with slot.held():
         try:
             for i, chunk in enumerate(chunks, start=1):
                 futures.append(

@@ -24,6 +24,7 @@ from flows.alerts import alert_approval_waiting, alert_on_plan
 from flows.labels import run_name, tag_run
 from flows.logs import with_core_logs
 from flows.states import running_after_pause_timeout
+from flows.tenant_slot import TenantSlot
 from scimflow import plan_store
 from scimflow.apply import (
     HELD_WHY,
@@ -35,6 +36,7 @@ from scimflow.apply import (
     FormReply,
     SyncResult,
     SyncStatus,
+    applies_unattended,
     approver_label,
     automatic_approval,
     check_form,
@@ -47,7 +49,7 @@ from scimflow.apply import (
     status_of,
 )
 from scimflow.config import Config, load_config
-from scimflow.pipeline import PlanOutcome, new_plan_dir
+from scimflow.pipeline import EntraExtract, PlanOutcome, new_plan_dir
 from scimflow.preview import refused_note
 from scimflow.sync_params import SyncParams
 from scimflow.vocab import CHANGE_ACTIONS
@@ -116,6 +118,21 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
     checked = validate_users(entra, so)
     rules = Path(params.rules) if params.rules else None
     planned = plan_changes(config, rules, entra, so, checked, new_plan_dir(config), params.user)
+    slot = TenantSlot(config.tenant_key)  # one apply per tenant at a time (flows/tenant_slot.py)
+    try:
+        return _after_planning(config, params, keys, planned, entra, slot)
+    finally:
+        slot.release()  # given back by the apply already, unless the run ended before it
+
+
+def _after_planning(
+    config: Config, params: SyncParams, keys: ArtifactKeys, planned: PlanOutcome, entra: EntraExtract, slot: TenantSlot
+) -> State[SyncResult]:
+    """The rest of :func:`sync_users`, from the preview on."""
+    if applies_unattended(
+        params.mode, cli_approved=params.cli_approved, change_rows=planned.change_rows, verdict=planned.verdict_name
+    ):
+        slot.request()  # no person to wait for: the slot's wait overlaps the preview (flows/tenant_slot.py)
     description = publish_preview(planned, keys, plan_store.location(config, planned.out))  # stored by plan_changes
     if params.mode == "preview":
         return _conclude(config, keys, planned, Conclusion("preview"))
@@ -141,7 +158,7 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
         return _conclude(config, keys, planned, Conclusion("plan_changed", None, run_id, None, approval.comment))
     rows = load_approved_plan(planned.out, planned.plan_hash)
     go, held = split_held(rows, held_classes_for(approval, over_budget), approval.hold_users)
-    results = apply_in_chunks(config, planned.plan_hash, go, run_id, keys.progress)  # flows/_apply_common.py
+    results = apply_in_chunks(config, planned.plan_hash, go, run_id, keys.progress, slot)  # flows/_apply_common.py
     if second_round(
         approval, mode=params.mode, wait_for_held=params.wait_for_held, held_rows=len(held), over_budget=over_budget
     ):

@@ -1,8 +1,10 @@
 """One apply per tenant at a time: a Prefect global concurrency limit ``scimflow-tenant-<key>`` of one slot.
 
-The slot is held **only while the run writes** (its chunks, both approval rounds), not from plan to apply:
+The slot is held **only around the run's writes** (its chunks, each approval round), not from plan to apply:
 
-- a run paused for approval (up to hours) holds nothing, so it never blocks the tenant's nightly run;
+- a run paused for approval (up to hours) holds nothing, so it never blocks the tenant's nightly run; a
+  run with no person to wait for (``--approve``, auto mode) asks for it as soon as it has planned
+  (:class:`TenantSlot`), so the wait for Prefect's answer overlaps its preview instead of its apply;
 - two runs whose plans were made before either applied are still safe: the second one's apply re-reads every
   row before writing it (the drift check) and holds as drifted, or counts as already done, what the first
   one changed, so neither overwrites the other;
@@ -16,11 +18,13 @@ naming the tenant, nothing applied. The limit is created on first use (one slot,
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from typing import Any
 from uuid import UUID
@@ -42,6 +46,7 @@ __all__ = [
     "LEASE_SECONDS",
     "WAIT_SECONDS",
     "TenantBusyError",
+    "TenantSlot",
     "limit_name",
     "release_lease",
     "tenant_apply_slot",
@@ -76,13 +81,13 @@ def _ensure_limit(name: str) -> None:
                 client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
-def _say_waiting(message: str) -> None:
+def _say_waiting(message: str, run_id: UUID | None, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
     """Log that the run waits, and put it in the run's state message (the runs list shows it)."""
-    get_run_logger().warning(message)
-    if flow_run.id is None:
+    logger.warning(message)
+    if run_id is None:
         return
     with api_client() as client:
-        client.set_flow_run_state(flow_run.id, Running(message=message))
+        client.set_flow_run_state(run_id, Running(message=message))
 
 
 def _try_acquire(client: SyncPrefectClient, name: str, holder: ConcurrencyLeaseHolder | None) -> UUID | None:
@@ -111,6 +116,117 @@ def _renew(lease_id: UUID, stop: threading.Event, logger: logging.Logger | loggi
                 logger.warning("could not renew the tenant slot's lease: %s", exc)
 
 
+def _acquire(
+    tenant_key: str,
+    wait: float,
+    run_id: UUID | None,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    cancelled: threading.Event,
+) -> UUID | None:
+    """The tenant slot's lease, after waiting (saying so) while another run holds it; ``None`` if
+    ``cancelled`` was set first. Raises :class:`TenantBusyError` after ``wait`` seconds."""
+    name = limit_name(tenant_key)
+    _ensure_limit(name)
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None
+    deadline = time.monotonic() + wait
+    with api_client() as client:
+        lease = _try_acquire(client, name, holder)
+        if lease is None:
+            _say_waiting(
+                f"waiting for another run applying to tenant {tenant_key} (up to {wait:.0f} s)", run_id, logger
+            )
+            while lease is None and time.monotonic() < deadline and not cancelled.is_set():
+                cancelled.wait(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+                if not cancelled.is_set():
+                    lease = _try_acquire(client, name, holder)
+            if cancelled.is_set():
+                return lease
+            if lease is None:
+                msg = f"tenant {tenant_key}: another run was still applying after {wait:.0f} s; nothing applied"
+                raise TenantBusyError(msg)
+            logger.info("the other run finished; applying to tenant %s", tenant_key)
+        if run_id is not None:
+            client.update_flow_run_labels(run_id, {LEASE_LABEL: str(lease)})
+    return lease
+
+
+class TenantSlot:
+    """The tenant's apply slot for one apply round: asked for (:meth:`request`, in the background), held
+    (:meth:`held`, waiting for it if need be), released (at the end of :meth:`held`, or by :meth:`release`).
+
+    A run that applies without waiting for a person (``--approve``, auto mode) asks for the slot as soon
+    as its plan is made, so the wait for it (Prefect's lease calls; most of a second when the server is
+    busy recording task runs) overlaps the preview, the approval record and reading the approved plan
+    rather than delaying the first write. Once acquired, the lease is renewed until released. A run paused
+    for approval asks only after the pause (:meth:`held` alone), so a paused run never holds the slot.
+    """
+
+    def __init__(self, tenant_key: str, *, wait_seconds: float | None = None) -> None:
+        self.tenant_key = tenant_key
+        self._wait = WAIT_SECONDS if wait_seconds is None else wait_seconds
+        self._cancelled = threading.Event()
+        self._stop = threading.Event()
+        self._future: Future[UUID | None] | None = None
+        self._renewer: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def request(self) -> None:
+        """Start asking for the slot in the background (once; later calls do nothing)."""
+        with self._lock:
+            if self._future is not None:
+                return
+            run_id = UUID(str(flow_run.id)) if flow_run.id is not None else None
+            logger = get_run_logger()
+            future: Future[UUID | None] = Future()
+            context = contextvars.copy_context()  # the run's context: its logger, its client settings
+
+            def work() -> None:
+                try:
+                    lease = context.run(_acquire, self.tenant_key, self._wait, run_id, logger, self._cancelled)
+                    if lease is not None:
+                        self._renewer = threading.Thread(
+                            target=context.run, args=(_renew, lease, self._stop, logger),
+                            name="tenant-slot-lease", daemon=True,
+                        )  # fmt: skip
+                        self._renewer.start()
+                    future.set_result(lease)
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits in held()
+                    future.set_exception(exc)
+
+            self._future = future
+            threading.Thread(target=work, name="tenant-slot-request", daemon=True).start()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the slot for the block (asking for it now unless :meth:`request` did), then release it."""
+        self.request()
+        assert self._future is not None
+        try:
+            if self._future.result() is None:  # released before it was acquired
+                msg = f"tenant {self.tenant_key}: the apply slot was released before it was used"
+                raise TenantBusyError(msg)
+            yield
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give the slot back (or stop asking for it); safe to call more than once, or never having asked."""
+        with self._lock:
+            future, self._future = self._future, None
+        if future is None:
+            return
+        self._cancelled.set()
+        try:
+            lease = future.result()
+        except BaseException:  # noqa: BLE001 - never acquired: nothing to give back (held() raised it)
+            return
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(10)
+        if lease is not None:
+            release_lease(str(lease))
+
+
 @contextmanager
 def tenant_apply_slot(tenant_key: str, *, wait_seconds: float | None = None) -> Iterator[None]:
     """Hold the tenant's one apply slot for the block; wait for it (saying so) when another run holds it.
@@ -118,32 +234,5 @@ def tenant_apply_slot(tenant_key: str, *, wait_seconds: float | None = None) -> 
     The lease's id is put on the flow run as the label :data:`LEASE_LABEL`, so that the next run, finding
     this one's process gone, can release it at once rather than wait for it to expire.
     """
-    name = limit_name(tenant_key)
-    wait = WAIT_SECONDS if wait_seconds is None else wait_seconds
-    _ensure_limit(name)
-    holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
-    deadline = time.monotonic() + wait
-    with api_client() as client:
-        lease = _try_acquire(client, name, holder)
-        if lease is None:
-            _say_waiting(f"waiting for another run applying to tenant {tenant_key} (up to {wait:.0f} s)")
-            while lease is None and time.monotonic() < deadline:
-                time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-                lease = _try_acquire(client, name, holder)
-            if lease is None:
-                msg = f"tenant {tenant_key}: another run was still applying after {wait:.0f} s; nothing applied"
-                raise TenantBusyError(msg)
-            get_run_logger().info("the other run finished; applying to tenant %s", tenant_key)
-        if flow_run.id is not None:
-            client.update_flow_run_labels(UUID(str(flow_run.id)), {LEASE_LABEL: str(lease)})
-    stop = threading.Event()
-    renewer = threading.Thread(
-        target=_renew, args=(lease, stop, get_run_logger()), name="tenant-slot-lease", daemon=True
-    )
-    renewer.start()
-    try:
+    with TenantSlot(tenant_key, wait_seconds=wait_seconds).held():
         yield
-    finally:
-        stop.set()
-        renewer.join(10)
-        release_lease(str(lease))

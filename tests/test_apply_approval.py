@@ -11,6 +11,7 @@ from scimflow.apply import (
     ChangeClass,
     FormReply,
     PlanRow,
+    applies_unattended,
     approver_label,
     automatic_approval,
     check_form,
@@ -35,6 +36,25 @@ def test_automatic_approval_comes_from_the_command_line_or_auto_mode(
     approval = automatic_approval(mode, cli_approved=cli, os_user="kari")
     assert (approval.by if approval else None) == expected
     assert approval is None or approval.approve
+
+
+@pytest.mark.parametrize(
+    ("mode", "cli", "rows", "verdict", "expected"),
+    [
+        ("approve", True, 3, "ok", True),  # --approve: nobody to wait for
+        ("auto", False, 3, "ok", True),  # auto mode approves itself
+        ("approve", False, 3, "ok", False),  # the form: the slot is asked for only after the pause
+        ("auto", False, 0, "ok", False),  # nothing to apply
+        ("auto", False, 3, "source_unhealthy", False),  # the run ends before any apply
+        ("preview", True, 3, "ok", False),  # a preview never applies
+    ],
+)
+def test_a_run_applies_unattended_only_when_approved_without_a_person_and_with_changes(
+    mode: str, cli: bool, rows: int, verdict: str, expected: bool
+) -> None:
+    """Who may ask for the tenant's apply slot as soon as it has planned (flows/tenant_slot.py)."""
+    assert applies_unattended(mode, cli_approved=cli, change_rows=rows, verdict=verdict) is expected
+    assert not expected or automatic_approval(mode, cli_approved=cli, os_user="kari") is not None
 
 
 def test_the_approver_is_named_by_how_the_approval_was_given() -> None:

@@ -104,6 +104,17 @@ def automatic_approval(mode: str, *, cli_approved: bool, os_user: str | None = N
     return None
 
 
+def applies_unattended(mode: str, *, cli_approved: bool, change_rows: int, verdict: str) -> bool:
+    """Whether a planned run goes on to apply with no person to wait for: changes to make, a source healthy
+    enough to plan from, and the approval of the command line or of auto mode (:func:`automatic_approval`).
+
+    Such a run may ask for the tenant's apply slot as soon as it has planned (``flows/tenant_slot.py``).
+    """
+    if mode == "preview" or change_rows == 0 or verdict == "source_unhealthy":
+        return False
+    return cli_approved or mode == "auto"
+
+
 def approver_label(approval: Approval | None) -> str:
     """The approver as recorded and reported.
 
