@@ -105,12 +105,20 @@ def _journal_verified(store: StateStore, plan_hash: str, results: Iterable[RowRe
         store.journal_mark_many(plan_hash, verified)
 
 
-def _new_links(results: Iterable[RowResult], outcome: str) -> list[tuple[str, str]]:
-    """``(entra_id, partner id)`` of the creates with ``outcome``."""
+def _new_links(
+    results: Iterable[RowResult], outcome: str, planned: Mapping[RowKey, str | None] | None = None
+) -> list[tuple[str, str]]:
+    """``(entra_id, partner id)`` of the results with ``outcome`` whose partner is new: the creates, and the
+    rows written to another partner than ``planned`` (row → its plan's partner id), as when a writer found
+    a cached id gone and re-matched the user."""
+    planned = planned or {}
     return [
         (r.entra_id, r.associate_id)
         for r in results
-        if r.action == "create" and r.outcome == outcome and r.entra_id and r.associate_id
+        if r.outcome == outcome
+        and r.entra_id
+        and r.associate_id
+        and (r.action == "create" or planned.get((r.key, r.action), r.associate_id) != r.associate_id)
     ]
 
 
@@ -132,9 +140,10 @@ class _JournalBuffer:
     exception), so only a killed process loses marks, and a lost mark re-checks a row, never repeats it.
     """
 
-    def __init__(self, store: StateStore, plan_hash: str) -> None:
+    def __init__(self, store: StateStore, plan_hash: str, planned: Mapping[RowKey, str | None]) -> None:
         self.store = store
         self.plan_hash = plan_hash
+        self.planned = planned  # row -> its plan's partner id (a write may answer with another: link it)
         self.results: list[RowResult] = []
         self.since = 0.0
 
@@ -150,7 +159,7 @@ class _JournalBuffer:
             return
         batch, self.results = self.results, []
         _mark(self.store, self.plan_hash, batch)
-        links = _new_links(batch, "applied")
+        links = _new_links(batch, "applied", self.planned)
         if links:
             self.store.upsert_links(links)
 
@@ -246,7 +255,7 @@ def _apply_chunk(
     _mark(store, plan_hash, results)
 
     if writes:
-        journal = _JournalBuffer(store, plan_hash)
+        journal = _JournalBuffer(store, plan_hash, {(row.key, row.action): row.partner_id for row, _ in writes})
         if rank is None:
             rank = writers.new_chunk()
         futures = [writers.submit(rank, _write_row, writer, row, now, chunk) for row, now in writes]

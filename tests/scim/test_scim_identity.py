@@ -166,3 +166,81 @@ def test_external_id_patch_per_dialect(dialect: str, op: dict[str, Any]) -> None
     from scimflow.connectors.scim._mapping import user_patch_ops
 
     assert user_patch_ops({"entra_id": KARI}, {"entra_id": None}, dialect) == [op]  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["rfc", "entra"])
+def pushed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScimSite]:
+    """The worked example pushed to an (otherwise empty but for an unmanaged user) SCIM target: links stored."""
+    from scimflow.connectors.graph import clear_app_cache
+
+    host = _start(tmp_path, request.param, [UNMANAGED])
+    try:
+        site = ScimSite(host, tmp_path)
+        site.sync()
+        yield site
+    finally:
+        clear_app_cache()
+        host.stop()
+
+
+def _recreate(site: ScimSite, entra_id: str) -> tuple[str, str]:
+    """Delete the SCIM user of ``entra_id`` and create it again as it was (same userName, attributes and
+    computed groups: as after a wipe of the gateway's DB and a push by someone else); ``(old id, new id)``."""
+    snap = site.snapshot()
+    (user,) = [u for u in snap["users"] if u.get("externalId") == entra_id]
+    old = user["id"]
+    assert site.scim("DELETE", f"Users/{old}").status_code == 204
+    assert site.scim("GET", f"Users/{old}").status_code == 404
+    body = {k: v for k, v in user.items() if k not in ("id", "meta")}
+    made = site.scim("POST", "Users", json=body)
+    assert made.status_code == 201, made.text
+    new = str(made.json()["id"])
+    for group in snap["groups"]:
+        if any(m.get("value") == old for m in group.get("members") or []):
+            add = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "add", "path": "members", "value": [{"value": new}]}]}  # fmt: skip
+            assert site.scim("PATCH", f"Groups/{group['id']}", json=add).status_code in (200, 204)
+    return old, new
+
+
+def test_a_cached_id_gone_at_the_apply_is_rematched_and_relinked(pushed: ScimSite) -> None:
+    """Planned against the cached SCIM id, which is gone (404) when the apply re-reads it: the row is re-matched
+    by userName and applied to the user found, the link then holds the new id, and a re-plan shows 0."""
+    from scimflow.apply import apply_plan
+
+    assert PER in pushed.links()  # stored by the push
+    with pushed.graph() as g:
+        g.patch(f"/_emulator/users/{PER}", json={"jobTitle": "HR Partner"}).raise_for_status()
+    outcome, entra = pushed.plan()
+    (row,) = outcome.plan.rows.to_dicts()
+    assert row["action"] == "update" and row["entra_id"] == PER
+    old, new = _recreate(pushed, PER)
+    assert row["associate_id"] == old
+    with open_store(pushed.config) as store:
+        report = apply_plan(pushed.config, store, outcome.out, outcome.plan_hash,
+                            matched_pairs=outcome.plan.matched_pairs, entra_frame=entra.frame,
+                            entra_links=entra.links)  # fmt: skip
+    assert (report.applied, report.drifted, report.failed, report.verified) == (1, 0, 0, 1), report.rows
+    users = {u["id"]: u for u in pushed.snapshot()["users"]}
+    assert old not in users and users[new]["title"] == "HR Partner"
+    assert pushed.links()[PER] == new
+    again, _ = pushed.plan()
+    assert again.plan.rows.is_empty(), again.plan.rows.to_dicts()
+
+
+def test_a_cached_id_gone_and_not_found_again_stays_held_as_gone(pushed: ScimSite) -> None:
+    """The cached id answers 404 and neither userName nor externalId finds a user: the row is drifted (gone)."""
+    from scimflow.apply import apply_plan
+
+    with pushed.graph() as g:
+        g.patch(f"/_emulator/users/{PER}", json={"jobTitle": "HR Partner"}).raise_for_status()
+    outcome, entra = pushed.plan()
+    (row,) = outcome.plan.rows.to_dicts()
+    assert pushed.scim("DELETE", f"Users/{row['associate_id']}").status_code == 204
+    with open_store(pushed.config) as store:
+        report = apply_plan(pushed.config, store, outcome.out, outcome.plan_hash,
+                            matched_pairs=outcome.plan.matched_pairs, entra_frame=entra.frame,
+                            entra_links=entra.links)  # fmt: skip
+    assert (report.applied, report.drifted) == (0, 1)
+    assert "gone from the target" in (report.rows[0].detail or "")
+    assert pushed.links()[PER] == row["associate_id"]

@@ -2,8 +2,11 @@
 
 - Matching: a row's partner id (the stored link, the cached SCIM ``id``) first; a create finds an existing
   user by ``userName`` (case-insensitive) then ``externalId`` (``entra``: always, as Entra does; ``rfc``: for
-  a retried row, and on a 409). A 404 on a cached id re-matches by filter (``key``/``user_name``, then the
-  row's ``entra_id``) and the write goes to the user found; the new id is returned.
+  a retried row, and on a 409). A cached id that answers 404 re-matches by filter (the row's ``userName``,
+  then its ``entra_id`` as ``externalId``): at the re-read before writing (:meth:`ScimWriter.read_users`
+  answers for the cached id with the user found, whose ``id`` it carries), or at the write itself. The write
+  goes to the user found and returns its id (the engine then links the Entra user to it); a user found by
+  neither filter is gone (the engine holds the row as drifted).
 - Users: ``create`` POSTs, ``update`` PATCHes the changed attributes, ``retire`` PATCHes ``active`` false
   (memberships kept, never DELETE), ``reactivate`` ``active`` true with the row's other changes in the same PATCH.
 - Computed groups: :meth:`ScimWriter.prepare` creates the groups a chunk's rows need that do not exist yet
@@ -40,7 +43,12 @@ from scimflow.connectors.scim._mapping import USER_FIELDS, user_values
 from scimflow.rules import ELEMENTS
 from scimflow.vocab import same_value
 
-__all__ = ["ScimWriter"]
+__all__ = ["REMATCH_WAIT", "ScimWriter"]
+
+#: At most how long :meth:`ScimWriter.read_users` waits for the rows of the ids that answered 404 (the chunk's
+#: :meth:`ScimWriter.prepare` runs beside the re-read and names them before any request); an id that no
+#: prepared row names (e.g. a read outside an apply) is gone after this wait.
+REMATCH_WAIT = 2.0
 
 
 @dataclass
@@ -88,6 +96,9 @@ class ScimWriter:
         # Every write and membership PATCH holds a slot: requests in flight never exceed write_concurrency,
         # though membership PATCHes of one chunk run beside the next chunk's writes.
         self._slots = threading.BoundedSemaphore(config.write_concurrency)
+        # cached id -> (userName, Entra id) of the rows prepared: what a 404 on that id re-matches by
+        self._who: dict[str, tuple[str, str | None]] = {}
+        self._who_known = threading.Condition()
 
     @property
     def concurrency(self) -> int:
@@ -160,7 +171,13 @@ class ScimWriter:
 
     # ------------------------------------------------------------------ protocol
     def read_users(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
-        """Each user by id (``GET /Users/{id}``, in parallel; a write's own answer is used once instead)."""
+        """Each user by id (``GET /Users/{id}``, in parallel; a write's own answer is used once instead).
+
+        An id that answers 404 and belongs to a prepared row (:meth:`prepare`, which the engine runs beside
+        this re-read: it is waited for up to :data:`REMATCH_WAIT` seconds) is re-matched by that row's
+        ``userName``, then its Entra id as ``externalId``; the user found is returned under the id asked for,
+        its own ``id`` in the record. Not found: left out (gone).
+        """
         self._load_groups()
 
         def one(user_id: str) -> dict[str, Any] | None:
@@ -178,7 +195,21 @@ class ScimWriter:
             return {}
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(wanted))) as pool:
             found = list(pool.map(one, wanted))
+            gone = [uid for uid, v in zip(wanted, found, strict=True) if v is None]
+            if gone:
+                with self._who_known:
+                    self._who_known.wait_for(lambda: all(u in self._who for u in gone), timeout=REMATCH_WAIT)
+                    who = {u: w for u in gone if (w := self._who.get(u)) is not None}
+                again = dict(zip(who, pool.map(self._rematch, who, who.values()), strict=True))
+                found = [again.get(uid) if v is None else v for uid, v in zip(wanted, found, strict=True)]
         return {uid: self._record(v) for uid, v in zip(wanted, found, strict=True) if v is not None}
+
+    def _rematch(self, user_id: str, who: tuple[str, str | None]) -> dict[str, Any] | None:
+        """The user whose cached ``user_id`` is gone, found by ``userName`` then ``externalId``, else ``None``."""
+        found = self.client.find_user(user_name=who[0], external_id=who[1])
+        if found is None or not found.get("id") or str(found["id"]) == user_id:
+            return None
+        return user_values(found)
 
     def differences(self, current: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
         """Fields of ``values`` whose value in ``current`` differs (:func:`scimflow.vocab.same_value`)."""
@@ -186,6 +217,12 @@ class ScimWriter:
 
     def prepare(self, rows: Sequence[PlanRow], *, retried: AbstractSet[str]) -> _Chunk:
         """Create the computed groups the rows' new values need (before any membership is sent)."""
+        with self._who_known:  # first, before any request: read_users may be waiting for it
+            for row in rows:
+                if row.action != "create" and row.partner_id is not None:
+                    user_name = row.from_values().get("user_name") or row.to_values().get("user_name") or row.key
+                    self._who[row.partner_id] = (str(user_name), row.entra_id)
+            self._who_known.notify_all()
         names: set[str] = set()
         before: set[str] = set()
         for row in rows:
@@ -221,8 +258,8 @@ class ScimWriter:
             return uid
         if row.partner_id is None:
             raise PayloadError(f"plan row {row.key} ({row.action}) has no partner id")
-        uid = row.partner_id
         now = dict(current) if current is not None else {}
+        uid = str(now.get("id") or row.partner_id)  # the re-read's user: another id where the cached one is gone
         if row.action == "retire":
             user_changes = {"active": False}
             element_to = {}
