@@ -1,7 +1,9 @@
-"""``scimflow links export`` / ``links import``: the state store's Entra-to-SuperOffice links as JSON.
+"""``scimflow links export`` / ``links import``: the state store's Entra-to-target links as JSON.
 
-The format (contract) is a JSON list of ``{"entra_id": str, "associate_id": int}``; export prints it on
-stdout, import reads it from a file (for migrating from another provisioning tool, or restoring state).
+The format (contract) is a JSON list of ``{"entra_id": str, "associate_id": int}``; for a ``target: scim``
+config ``associate_id`` is the SCIM id, a string (export writes every id as a string, import takes
+strings). Export prints it on stdout, import reads it from a file (for migrating from another provisioning
+tool, or restoring state).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def export_links(config: Path) -> int:
     try:
         cfg = load_config(config)
         with StateStore(cfg.state_url) as store:
-            items = store.export_links()
+            items = store.export_links(string_ids=cfg.target == "scim")
     except (ConfigError, StateError) as exc:
         _err(f"error: {exc}")
         return 1
@@ -52,7 +54,7 @@ def import_links(config: Path, file: Path) -> int:
     try:
         cfg = load_config(config)
         with StateStore(cfg.state_url) as store:
-            changed = store.import_links(items)
+            changed = store.import_links(items, string_ids=cfg.target == "scim")
     except LinkImportError as exc:
         _err(f"error: {file}: " + "\n  ".join(["links import refused, nothing was written:", *exc.errors]))
         return 1

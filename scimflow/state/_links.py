@@ -7,6 +7,7 @@ Partner ids are stored as strings (a SuperOffice AssociateId and a SCIM ``id`` b
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Connection
 from scimflow.state import _tables as t
 from scimflow.state._base import StateError, StoreBase, chunks, partner_id, utc_now
 
-__all__ = ["LinkImportError", "LinksPart"]
+__all__ = ["MAX_SCIM_ID", "LinkImportError", "LinksPart"]
 
 
 class LinkImportError(StateError):
@@ -128,22 +129,25 @@ class LinksPart(StoreBase):
         )
         return len(changed)
 
-    def export_links(self) -> list[dict[str, Any]]:
+    def export_links(self, *, string_ids: bool = False) -> list[dict[str, Any]]:
         """Every link as ``{"entra_id", "associate_id"}``, sorted by entra_id (the ``links export`` format).
 
-        ``associate_id`` is an integer where the stored id is one (SuperOffice), else the string (SCIM).
+        ``associate_id`` is an integer where the stored id is one (SuperOffice), else the string; with
+        ``string_ids`` (a SCIM target) always the string, so an id such as ``"0123"`` comes back as it was.
         """
         return [
-            {"entra_id": e, "associate_id": int(a) if a.isdecimal() else a}
+            {"entra_id": e, "associate_id": a if string_ids or not a.isdecimal() else int(a)}
             for e, a in self.links(string_ids=True).iter_rows()
         ]
 
-    def import_links(self, items: Any) -> int:
+    def import_links(self, items: Any, *, string_ids: bool = False) -> int:
         """Validate and store links in the ``links export`` format, all or nothing; return how many changed.
 
-        Each item must be an object with ``entra_id`` (a non-empty string) and ``associate_id`` (a
-        positive integer); other keys are ignored. One Entra user or associate given two partners is an
-        error too.
+        Each item must be an object with ``entra_id`` (a non-empty string) and ``associate_id``: a positive
+        integer (a SuperOffice AssociateId), or with ``string_ids`` (a SCIM target) a SCIM id: a non-empty
+        string of at most :data:`MAX_SCIM_ID` characters without control characters (a positive integer
+        is taken as its digits too). Other keys are ignored. One Entra user or partner given two partners
+        is an error too.
 
         Raises:
             LinkImportError: any item is invalid; its message names every bad item by index.
@@ -155,7 +159,7 @@ class LinksPart(StoreBase):
         errors: list[str] = []
         pairs: dict[str, str] = {}
         first_seen: dict[str, int] = {}
-        owner: dict[int, tuple[str, int]] = {}
+        owner: dict[str, tuple[str, int]] = {}
         for i, item in enumerate(items):
             where = f"item {i}"
             if not isinstance(item, Mapping):
@@ -168,15 +172,16 @@ class LinksPart(StoreBase):
                 got = "missing" if "entra_id" not in item else repr(eid)
                 errors.append(f"{where}: entra_id must be a non-empty string (got {got})")
                 bad = True
-            if isinstance(aid, bool) or not isinstance(aid, int) or aid <= 0:
-                got = "missing" if "associate_id" not in item else repr(aid)
-                errors.append(f"{where}: associate_id must be a positive integer (got {got})")
+            problem = _scim_id_problem(aid) if string_ids else _associate_id_problem(aid)
+            if problem is not None:
+                got = "missing" if "associate_id" not in item else _shown(aid)
+                errors.append(f"{where}: associate_id {problem} (got {got})")
                 bad = True
             if bad:
                 continue
             assert isinstance(eid, str)
-            assert isinstance(aid, int)
             eid = eid.strip()
+            aid = str(aid).strip()
             if eid in pairs and pairs[eid] != str(aid):
                 errors.append(
                     f"{where}: entra_id {eid} is already linked to associate_id {pairs[eid]} by item {first_seen[eid]}"
@@ -187,7 +192,7 @@ class LinksPart(StoreBase):
                     f"{where}: associate_id {aid} is already linked to entra_id {owner[aid][0]} by item {owner[aid][1]}"
                 )
                 continue
-            pairs[eid] = str(aid)
+            pairs[eid] = aid
             first_seen.setdefault(eid, i)
             owner.setdefault(aid, (eid, i))
         if errors:
@@ -196,6 +201,37 @@ class LinksPart(StoreBase):
             return 0
         with self._tx() as conn:
             return self._upsert_links(conn, pairs)
+
+
+#: The longest SCIM id ``links import`` takes (RFC 7643 sets no bound; real ones are UUIDs or shorter).
+MAX_SCIM_ID = 256
+
+
+def _associate_id_problem(value: Any) -> str | None:
+    """Why ``value`` is not a SuperOffice AssociateId (a positive integer), or ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return "must be a positive integer"
+    return None
+
+
+def _scim_id_problem(value: Any) -> str | None:
+    """Why ``value`` is not a SCIM id (a non-empty string, at most MAX_SCIM_ID characters, no control
+    characters; a positive integer counts as its digits), or ``None``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if value > 0 else "must be a SCIM id: a non-empty string"
+    if not isinstance(value, str) or not value.strip():
+        return "must be a SCIM id: a non-empty string"
+    if len(value.strip()) > MAX_SCIM_ID:
+        return f"must be a SCIM id of at most {MAX_SCIM_ID} characters ({len(value.strip())} given)"
+    if any(unicodedata.category(c) == "Cc" for c in value.strip()):
+        return "must be a SCIM id without control characters"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message: its ``repr``, cut short (a bad id may be huge)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _kind(value: Any) -> str:

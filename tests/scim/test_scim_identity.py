@@ -244,3 +244,124 @@ def test_a_cached_id_gone_and_not_found_again_stays_held_as_gone(pushed: ScimSit
     assert (report.applied, report.drifted) == (0, 1)
     assert "gone from the target" in (report.rows[0].detail or "")
     assert pushed.links()[PER] == row["associate_id"]
+
+
+def _links_config(folder: Path, target: str) -> Path:
+    """A config of ``target`` whose file: secrets never need to resolve (links commands open the store only)."""
+    import yaml
+
+    cfg: dict[str, Any] = {
+        "entra": {"tenant_id": "t", "client_id": "c", "client_secret": "file:x"},
+        "state_url": "sqlite:///state/state.db",
+    }
+    if target == "scim":
+        cfg |= {"target": "scim", "scim": {"base_url": "https://scim.example/scim/v2", "token": "file:tok"}}
+    else:
+        cfg["superoffice"] = {"webapi_url": "https://so/Cust1", "login_url": "https://so/login",
+                              "context_identifier": "Cust1", "client_secret": "file:y",
+                              "system_user_token": "file:z", "private_key": "file:k"}  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "scimflow.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+#: SCIM ids as servers make them: a UUID, a hex string, one with a dash and dots, one made only of digits.
+SCIM_LINKS = [
+    {"entra_id": KARI, "associate_id": "2819c223-7f76-453a-919d-413861904646"},
+    {"entra_id": OLA, "associate_id": "0123"},
+    {"entra_id": PER, "associate_id": "user.per-berg"},
+    {"entra_id": "6f1c0005-2b3a-4c5d-9e8f-0a1b2c3d0005", "associate_id": "c8e26fd98e074a63817c6470a71d3045"},
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "items"),
+    [
+        ("scim", SCIM_LINKS),
+        ("superoffice", [{"entra_id": KARI, "associate_id": 11}, {"entra_id": OLA, "associate_id": 12}]),
+    ],
+    ids=["scim", "superoffice"],
+)
+def test_links_export_import_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, items: list[dict[str, Any]]
+) -> None:
+    """`links import` then `links export` gives the same links (SCIM ids as strings, digits and leading zero
+    kept; AssociateIds as integers), and importing that export into a new store gives it again."""
+    from scimflow.commands.links_cmd import export_links, import_links
+
+    first = _links_config(tmp_path / "a", target)
+    f = tmp_path / "links.json"
+    f.write_text(json.dumps(items))
+    assert import_links(first, f) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert export_links(first) == 0
+    exported = capsys.readouterr().out
+    assert json.loads(exported) == sorted(items, key=lambda i: str(i["entra_id"]))
+
+    second = _links_config(tmp_path / "b", target)
+    f.write_text(exported)
+    assert import_links(second, f) == 0
+    assert f"({len(items)} new or changed)" in capsys.readouterr().out
+    assert export_links(second) == 0
+    assert capsys.readouterr().out == exported
+
+
+@pytest.mark.parametrize(
+    ("target", "item", "expected"),
+    [
+        ("scim", {"entra_id": "a", "associate_id": ""}, "item 1: associate_id must be a SCIM id: a non-empty string"),
+        ("scim", {"entra_id": "a", "associate_id": "  "}, "item 1: associate_id must be a SCIM id: a non-empty"),
+        ("scim", {"entra_id": "a", "associate_id": None}, "item 1: associate_id must be a SCIM id"),
+        ("scim", {"entra_id": "a", "associate_id": ["x"]}, "item 1: associate_id must be a SCIM id"),
+        ("scim", {"entra_id": "a", "associate_id": "ab\ncd"}, "item 1: associate_id must be a SCIM id without control"),
+        ("scim", {"entra_id": "a", "associate_id": "ab\x00"}, "item 1: associate_id must be a SCIM id without control"),
+        ("scim", {"entra_id": "a", "associate_id": "x" * 257}, "item 1: associate_id must be a SCIM id of at most 256"),
+        ("scim", {"entra_id": "a", "associate_id": True}, "item 1: associate_id must be a SCIM id"),
+        ("scim", {"entra_id": "a"}, "item 1: associate_id must be a SCIM id: a non-empty string (got missing)"),
+        ("scim", {"entra_id": "b", "associate_id": "id-1"}, "item 1: associate_id id-1 is already linked"),
+        ("superoffice", {"entra_id": "a", "associate_id": "abc"}, "item 1: associate_id must be a positive integer"),
+        ("superoffice", {"entra_id": "a", "associate_id": "12"}, "item 1: associate_id must be a positive integer"),
+    ],
+    ids=[
+        "empty",
+        "blank",
+        "null",
+        "list",
+        "newline",
+        "nul",
+        "too-long",
+        "bool",
+        "missing",
+        "dup",
+        "so-text",
+        "so-digits",
+    ],
+)
+def test_links_import_refuses_bad_ids_naming_the_item(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, item: dict[str, Any], expected: str
+) -> None:
+    """A bad partner id refuses the whole file (exit 1), the error names the file and the item, nothing is
+    written; a SCIM config takes string ids, a SuperOffice config integers only."""
+    from scimflow.commands.links_cmd import export_links, import_links
+
+    cfg = _links_config(tmp_path, target)
+    f = tmp_path / "links.json"
+    f.write_text(json.dumps([{"entra_id": "z", "associate_id": "id-1" if target == "scim" else 1}, item]))
+    assert import_links(cfg, f) == 1
+    err = capsys.readouterr().err
+    assert str(f) in err and expected in err, err
+    assert export_links(cfg) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert max(len(line) for line in err.splitlines()) < 300  # a huge id is cut short in the message
+
+
+def test_a_scim_store_takes_integer_ids_as_their_digits(tmp_path: Path) -> None:
+    """A SCIM store takes positive integers too (as their digits: exports made before ids were written as
+    strings), and exports them as strings."""
+    from scimflow.state import StateStore
+
+    with StateStore(f"sqlite:///{tmp_path}/state.db") as store:
+        assert store.import_links([{"entra_id": "a", "associate_id": 7}], string_ids=True) == 1
+        assert store.export_links(string_ids=True) == [{"entra_id": "a", "associate_id": "7"}]
+        assert store.export_links() == [{"entra_id": "a", "associate_id": 7}]
