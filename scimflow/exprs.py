@@ -13,5 +13,5 @@ def join_present(parts: Sequence[pl.Expr], separator: str) -> pl.Expr:
     """The non-null texts of ``parts`` joined by ``separator``; null when none is present."""
     if not parts:
         return pl.lit(None, dtype=pl.String)
-    joined = pl.concat_str(parts, separator=separator, ignore_nulls=True)
-    return pl.when(joined != "").then(joined)
+    # replace, not when(joined != "").then(joined): that would build the joined text twice
+    return pl.concat_str(parts, separator=separator, ignore_nulls=True).replace("", None)

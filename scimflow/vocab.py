@@ -133,7 +133,8 @@ def norm_expr(field: str, expr: pl.Expr) -> pl.Expr:
         return expr
     if field in CASE_INSENSITIVE:
         expr = expr.str.strip_chars().str.to_lowercase()
-    return pl.when(expr != "").then(expr)
+    # not when(expr != "").then(expr): that evaluates a trimmed, lower-cased expr twice
+    return expr.replace("", None)
 
 
 def changed_expr(field: str, old: pl.Expr, new: pl.Expr, *, canonical: bool = False) -> pl.Expr:
