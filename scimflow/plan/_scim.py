@@ -164,25 +164,39 @@ def _wrong_external_ids(plan: Plan, entra: pl.DataFrame, users: pl.DataFrame, li
     """The matched pairs (``entra_id``, surrogate ``associate_id``) whose SCIM ``externalId`` (``external_id``)
     is not the Entra object id: missing, or another value (e.g. the ``mailNickname`` Entra's own job sends by
     default). ``active``: the SCIM user's. Pairs come from the links used and the plan's new pairs."""
-    entra_ids = entra.select(pl.col("id").alias("entra_id"), norm_expr("user_name", pl.col("id")).alias("_k"))
-    linked = (
-        links.select(norm_expr("user_name", pl.col("entra_id")).alias("_k"), pl.col("associate_id").cast(pl.Int64))
-        .join(entra_ids, on="_k")
-        .select("entra_id", "associate_id")
-    )
-    pairs = pl.concat([linked, plan.matched_pairs.select("entra_id", pl.col("associate_id").cast(pl.Int64))]).unique()
     scim = (
-        users.sort("partner_id")
-        .with_row_index("associate_id", offset=1)
+        users.lazy()
+        .sort("partner_id")
         .select(
-            pl.col("associate_id").cast(pl.Int64),
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("associate_id"),  # scim_target_frame's surrogate
             pl.col("entra_id").alias("external_id"),
             pl.col("active").fill_null(value=True),
         )
     )
-    return (
+    pairs = pl.concat(
+        [
+            links.lazy().select(pl.col("entra_id"), pl.col("associate_id").cast(pl.Int64)),
+            plan.matched_pairs.lazy().select(pl.col("entra_id"), pl.col("associate_id").cast(pl.Int64)),
+        ]
+    )
+    # compared exactly first (a link holds the id as Graph gave it: the steady state costs one join); the few
+    # that differ are then named by the Entra frame's own id (a link's may differ in case or spaces; matching
+    # folds both) and compared again; pairs whose Entra user is gone drop out
+    differ = (
         pairs.join(scim, on="associate_id")
+        .filter(pl.col("external_id").ne_missing(pl.col("entra_id")))
+        .unique(maintain_order=True)
+        .collect()
+    )
+    if differ.is_empty():
+        return differ
+    named = entra.select(pl.col("id"), norm_expr("user_name", pl.col("id")).alias("_k"))
+    return (
+        differ.with_columns(norm_expr("user_name", pl.col("entra_id")).alias("_k"))
+        .join(named, on="_k")
+        .select(pl.col("id").alias("entra_id"), "associate_id", "external_id", "active")
         .filter(norm_expr("entra_id", pl.col("external_id")).ne_missing(norm_expr("entra_id", pl.col("entra_id"))))
+        .unique()
         .sort("entra_id")
     )
 

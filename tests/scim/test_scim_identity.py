@@ -153,6 +153,26 @@ def test_external_id_fix_only_where_the_user_is_managed_in_scope(tmp_path: Path)
     assert plan.rows.filter(plan.rows["key"] == "sara.lind@contoso.com").is_empty()
 
 
+def test_external_id_compared_with_the_entra_id_as_graph_gives_it() -> None:
+    """A link stored with another case than Graph's id still pairs; an externalId equal to Graph's id is left
+    alone, one differing only in case is set to Graph's id exactly."""
+    import polars as pl
+
+    from scimflow.plan import frames_from_fixtures, plan_scim
+    from scimflow.rules import load_rules
+    from tests.test_plan_scim import KARI_VALUES, _frames, _rows, _user
+
+    graph = json.loads((FIXTURES / "graph.json").read_text())
+    frame, _, _ = frames_from_fixtures(graph, json.loads((FIXTURES / "superoffice.json").read_text()))
+    links = pl.DataFrame({"entra_id": [f" {KARI.upper()} "], "associate_id": ["k1"]})
+    rules = load_rules(FIXTURES / "rules.yaml")
+    same = plan_scim(frame, *_frames(_user("k1", KARI_VALUES, entra_id=KARI)), rules, links)
+    assert same.rows.filter(pl.col("key") == "kari.nordmann@contoso.com").is_empty()
+    upper = plan_scim(frame, *_frames(_user("k1", KARI_VALUES, entra_id=KARI.upper())), rules, links)
+    rows = _rows(upper)
+    assert rows[("update", "kari.nordmann@contoso.com")]["changes"] == {"entra_id": {"from": KARI.upper(), "to": KARI}}
+
+
 @pytest.mark.parametrize(
     ("dialect", "op"),
     [
