@@ -11,10 +11,13 @@ Only wiring: the decisions are :mod:`scimflow.apply`'s, the stages the tasks of 
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
+from prefect import get_run_logger
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
@@ -52,22 +55,46 @@ def plain(value: _T) -> _T:
     return cast(_T, quote(value))
 
 
-def _progress(key: str | None, description: str | None, percent: float, artifact: UUID | None) -> UUID:
-    """Create (``artifact`` None) or update the apply's progress artifact, as ``prefect.artifacts``'
-    progress helpers do but through :func:`~flows.prefect_client.api_client`: a locked SQLite server's
-    503 costs milliseconds, not 2 s, while the chunks write."""
-    with api_client() as client:
-        if artifact is None:
-            task_run_id, flow_run_id = get_task_and_flow_run_ids()
+class _Progress:
+    """The apply's progress artifact (none without a key), created and updated by one background thread in
+    order, through :func:`~flows.prefect_client.api_client`: neither the chunks nor the flow wait for the
+    server, which is busy recording the chunks' task runs. :meth:`close` waits for the last update."""
+
+    def __init__(self, key: str | None, description: str) -> None:
+        self._key = key
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scimflow-progress")
+        self._id: Future[UUID] | None = None
+        if key is not None:
+            ids = get_task_and_flow_run_ids()  # read here: the background thread has no run context
+            self._id = self._pool.submit(contextvars.copy_context().run, self._create, key, description, ids)
+
+    @staticmethod
+    def _create(key: str, description: str, ids: tuple[UUID | None, UUID | None]) -> UUID:
+        task_run_id, flow_run_id = ids
+        with api_client() as client:
             created = client.create_artifact(
                 ArtifactCreate(
-                    type="progress", key=key, description=description, data=percent,
+                    type="progress", key=key, description=description, data=0.0,
                     flow_run_id=flow_run_id, task_run_id=task_run_id,
                 )
             )  # fmt: skip
-            return created.id
-        client.update_artifact(artifact, ArtifactUpdate(data=percent))
-        return artifact
+        return created.id
+
+    def _update(self, percent: float) -> None:
+        assert self._id is not None
+        with api_client() as client:
+            client.update_artifact(self._id.result(), ArtifactUpdate(data=percent))
+
+    def update(self, percent: float) -> None:
+        """Queue an update to ``percent`` (0-100)."""
+        if self._id is not None:
+            self._pool.submit(contextvars.copy_context().run, self._update, percent)
+
+    def close(self) -> None:
+        """Wait for the updates queued (a failed one is logged, never raised: the artifact is for show)."""
+        self._pool.shutdown(wait=True)
+        if self._id is not None and self._id.exception() is not None:
+            get_run_logger().warning("could not create the progress artifact: %s", self._id.exception())
 
 
 def apply_in_chunks(
@@ -86,17 +113,18 @@ def apply_in_chunks(
     The chunks at work share the run's ``write_concurrency`` writers, so the later ones' drift re-read
     overlaps the earlier ones' writes and the writers stay busy from one chunk to the next.
     """
+    own_slot = slot is None
     slot = slot or TenantSlot(config.tenant_key)
     chunks = chunk_rows(rows)
     if not chunks:
-        slot.release()
+        slot.release(wait=own_slot)
         return []
-    progress: UUID | None = None
-    if progress_key is not None:
-        progress = _progress(progress_key, f"Applying {len(rows)} changes", 0.0, None)
+    progress = _Progress(progress_key, f"Applying {len(rows)} changes")
     results: list[RowResult] = []
     futures: list[PrefectFuture[list[RowResult]]] = []
-    with slot.held():
+    # A slot the caller gave is given back in the background, after the last progress update: the caller
+    # waits for both when it ends (TenantSlot.release); a slot of our own, before returning.
+    with slot.held(release_in_background=not own_slot, before_release=progress.close):
         try:
             for i, chunk in enumerate(chunks, start=1):
                 futures.append(
@@ -104,8 +132,7 @@ def apply_in_chunks(
                 )
             for i, future in enumerate(futures, start=1):
                 results += future.result()
-                if progress is not None:
-                    _progress(progress_key, None, 100.0 * i / len(chunks), progress)
+                progress.update(100.0 * i / len(chunks))
         finally:
             for future in futures:
                 future.wait()

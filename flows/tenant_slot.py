@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -168,6 +168,7 @@ class TenantSlot:
         self._stop = threading.Event()
         self._future: Future[UUID | None] | None = None
         self._renewer: threading.Thread | None = None
+        self._releasing: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def request(self) -> None:
@@ -197,8 +198,12 @@ class TenantSlot:
             threading.Thread(target=work, name="tenant-slot-request", daemon=True).start()
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold the slot for the block (asking for it now unless :meth:`request` did), then release it."""
+    def held(
+        self, *, release_in_background: bool = False, before_release: Callable[[], None] | None = None
+    ) -> Iterator[None]:
+        """Hold the slot for the block (asking for it now unless :meth:`request` did), then release it;
+        ``release_in_background``: without waiting for Prefect's answer (a later :meth:`release` waits);
+        ``before_release``: the releasing thread's first job (e.g. the run's last progress update)."""
         self.request()
         assert self._future is not None
         try:
@@ -207,15 +212,34 @@ class TenantSlot:
                 raise TenantBusyError(msg)
             yield
         finally:
-            self.release()
+            self.release(wait=not release_in_background, first=before_release)
 
-    def release(self) -> None:
-        """Give the slot back (or stop asking for it); safe to call more than once, or never having asked."""
+    def release(self, *, wait: bool = True, first: Callable[[], None] | None = None) -> None:
+        """Give the slot back (or stop asking for it); safe to call more than once, or never having asked.
+
+        ``wait=False`` returns at once, the lease given back by a thread (the run's writes are done; its
+        next steps need not wait for the server); a later call with ``wait=True`` waits for that thread.
+        ``first`` runs in that thread before the lease is given back.
+        """
         with self._lock:
             future, self._future = self._future, None
-        if future is None:
-            return
-        self._cancelled.set()
+            if future is not None:
+                self._cancelled.set()
+                context = contextvars.copy_context()
+                self._releasing = threading.Thread(
+                    target=context.run, args=(self._give_back, future, first), name="tenant-slot-release", daemon=True
+                )
+                self._releasing.start()
+            releasing = self._releasing
+        if wait and releasing is not None:
+            releasing.join(LEASE_SECONDS)
+
+    def _give_back(self, future: Future[UUID | None], first: Callable[[], None] | None) -> None:
+        if first is not None:
+            try:
+                first()
+            except Exception as exc:  # noqa: BLE001 - the lease is given back whatever happened before
+                get_run_logger().warning("before giving back the tenant slot: %s", exc)
         try:
             lease = future.result()
         except BaseException:  # noqa: BLE001 - never acquired: nothing to give back (held() raised it)
