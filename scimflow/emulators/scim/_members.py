@@ -22,7 +22,7 @@ from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
 from scim2_server.service import ScimService
 
-from scimflow.emulators.scim._storage import FastCopyStorage, tree_copy
+from scimflow.emulators.scim._storage import FastCopyStorage, assign, tree_copy
 
 __all__ = ["patch_members"]
 
@@ -70,19 +70,23 @@ def patch_members(service: ScimService, storage: FastCopyStorage, request: ScimR
         conditions = service.read_conditions(request)
         with storage.lock:
             stored: Any = storage._stored(resource_type, target.resource_id)
-            members = list(stored.members or [])
+            members = stored.members or []
+            hits = [i for i, m in enumerate(members) if m.value in named]  # values are strings (_named_values)
             window: Any = tree_copy(stored.model_copy(update={"members": None}))
-            window.members = [tree_copy(m) for m in members if str(m.value) in named] or None
+            window.members = [tree_copy(members[i]) for i in hits] or None
             if service.apply_patch(window, patch_op, conditions) is not None:
                 after = list(window.members or [])
-                kept = {str(m.value) for m in after}
-                merged = [m for m in members if str(m.value) not in named or str(m.value) in kept]
-                present = {str(m.value) for m in merged}
-                merged += [m for m in after if str(m.value) not in present]
-                stored.members = merged or None
-                stored.meta = stored.meta.model_copy(
+                kept = {m.value for m in after}
+                dropped = {i for i in hits if members[i].value not in kept}
+                merged = [m for i, m in enumerate(members) if i not in dropped] if dropped else list(members)
+                # every value in ``after`` is named, so the named values still present are all it can repeat
+                present = {members[i].value for i in hits if i not in dropped}
+                merged += [m for m in after if m.value not in present]
+                meta = stored.meta.model_copy(
                     update={"location": None, "last_modified": storage.clock(), "version": storage.next_version()}
                 )
+                # members and meta valid already (the PATCH validated the window): no re-validation of the group
+                assign(stored, members=merged or None, meta=meta)
                 storage._store(stored, storage._values_of(stored))
             response_parameters = service.read_response_parameters(resource_type, request.query)
             return service.patch_response(request.base_url, stored, response_parameters)
