@@ -126,7 +126,9 @@ def same_value(field: str, a: object, b: object) -> bool:
 def norm_expr(field: str, expr: pl.Expr) -> pl.Expr:
     """:func:`norm` as a Polars expression over a column of ``field``'s values (text, list of text, flag)."""
     if field in _SET_FIELDS:
-        return expr.fill_null(pl.lit([], dtype=_STR_LIST)).list.unique().list.sort()
+        # list.eval(element().sort()), not list.sort(): the same lists, but Polars 2.1's list.sort takes
+        # ~16 µs per non-empty list (0.4 s for 100,000 users' groups), the eval ~0.3 µs
+        return expr.fill_null(pl.lit([], dtype=_STR_LIST)).list.unique().list.eval(pl.element().sort())
     if field in _FALSE_WHEN_NULL:
         return expr.fill_null(value=False)
     if field in _BOOL_FIELDS:

@@ -155,7 +155,7 @@ def build_plan(
     if "secondary_groups" in compiled.elements:  # compared as sets: normalise once
         matched = matched.with_columns(
             pl.when(pl.col("partner").is_not_null())
-            .then(pl.col("so_secondary_groups").fill_null(pl.lit([], dtype=_STR_LIST)).list.unique().list.sort())
+            .then(norm_expr("secondary_groups", pl.col("so_secondary_groups")))
             .alias("so_secondary_groups")
         )
     row_exprs = _row_exprs(compiled, rules)
@@ -219,16 +219,16 @@ def _evaluate(compiled: CompiledRules, entra: pl.DataFrame, ref: Reference, vq: 
     has_un = "user_name" in compiled.mapping
     has_em = "email" in compiled.mapping
     vreasons = vq.group_by("id").agg(pl.col("reason").str.join("; ").alias("_vreason"))
+    # the default mapping's user_name is the UPN: its key is the UPN's, and its duplicates are already found
+    same = has_un and compiled.ruleset.mapping.user_name.strip() == "userPrincipalName"
     keyed = rule_out.with_columns(
         pl.coalesce(upn, pl.col("id")).alias("key"),
         _ci(pl.col("id")).alias("_id_ci"),
-        (_ci(pl.col("map_user_name")) if has_un else pl.lit(None, pl.String)).alias("_un"),
+        (upn if same else _ci(pl.col("map_user_name")) if has_un else pl.lit(None, pl.String)).alias("_un"),
         (_ci(pl.col("map_email")) if has_em else pl.lit(None, pl.String)).alias("_em"),
         upn.alias("_upn"),
     ).join(vreasons, on="id", how="left")
     dup_upn = pl.col("_upn").is_not_null() & pl.col("_upn").is_duplicated()
-    # the default mapping's user_name is the UPN: its duplicates are already found
-    same = compiled.ruleset.mapping.user_name.strip() == "userPrincipalName"
     dup_un = pl.lit(value=False) if same else pl.col("_un").is_not_null() & pl.col("_un").is_duplicated()
     reasons = join_present(
         [
