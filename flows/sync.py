@@ -37,6 +37,7 @@ from scimflow.apply import (
     SyncResult,
     SyncStatus,
     applies_unattended,
+    approved_in_advance,
     approver_label,
     automatic_approval,
     check_form,
@@ -60,7 +61,7 @@ from tasks.apply import (
     record_approval_form,
 )
 from tasks.extract import extract_entra_users, extract_target_users
-from tasks.plan import plan_changes, start_sync_run
+from tasks.plan import plan_changes, reap_dead_runs, start_sync_run
 from tasks.preview import ArtifactKeys, publish_preview
 from tasks.validate import validate_users
 
@@ -113,13 +114,16 @@ def sync_users(params: SyncParams) -> State[SyncResult]:
     config = load_config(params.config)
     tag_run(config)  # tenant:<key>, target:<target> (flows/labels.py)
     keys = ArtifactKeys.for_run(config.tenant_key, flow_run.id)
-    entra = extract_entra_users(config, params.full)
-    so = extract_target_users(config, entra)
-    checked = validate_users(entra, so)
-    rules = Path(params.rules) if params.rules else None
-    planned = plan_changes(config, rules, entra, so, checked, new_plan_dir(config), params.user)
-    slot = TenantSlot(config.tenant_key)  # one apply per tenant at a time (flows/tenant_slot.py)
+    # One apply per tenant at a time (flows/tenant_slot.py); a dead run's slot is freed when found taken.
+    slot = TenantSlot(config.tenant_key, on_busy=lambda: reap_dead_runs(config))
+    if approved_in_advance(params.mode, cli_approved=params.cli_approved):
+        slot.request()  # no person to wait for: held from now on, the wait overlapping the reads
     try:
+        entra = extract_entra_users(config, params.full)
+        so = extract_target_users(config, entra)
+        checked = validate_users(entra, so)
+        rules = Path(params.rules) if params.rules else None
+        planned = plan_changes(config, rules, entra, so, checked, new_plan_dir(config), params.user)
         return _after_planning(config, params, keys, planned, entra, slot)
     finally:
         slot.release()  # given back by the apply already, unless the run ended before it
@@ -129,10 +133,10 @@ def _after_planning(
     config: Config, params: SyncParams, keys: ArtifactKeys, planned: PlanOutcome, entra: EntraExtract, slot: TenantSlot
 ) -> State[SyncResult]:
     """The rest of :func:`sync_users`, from the preview on."""
-    if applies_unattended(
+    if not applies_unattended(
         params.mode, cli_approved=params.cli_approved, change_rows=planned.change_rows, verdict=planned.verdict_name
     ):
-        slot.request()  # no person to wait for: the slot's wait overlaps the preview (flows/tenant_slot.py)
+        slot.release(wait=False)  # nothing this run will apply unasked: another run may have the slot now
     description = publish_preview(planned, keys, plan_store.location(config, planned.out))  # stored by plan_changes
     if params.mode == "preview":
         return _conclude(config, keys, planned, Conclusion("preview"))

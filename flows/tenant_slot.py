@@ -3,8 +3,9 @@
 The slot is held **only around the run's writes** (its chunks, each approval round), not from plan to apply:
 
 - a run paused for approval (up to hours) holds nothing, so it never blocks the tenant's nightly run; a
-  run with no person to wait for (``--approve``, auto mode) asks for it as soon as it has planned
-  (:class:`TenantSlot`), so the wait for Prefect's answer overlaps its preview instead of its apply;
+  run with no person to wait for (``--approve``, auto mode) asks for it when it starts and holds it from
+  plan to apply (:class:`TenantSlot`): its plan is made against a target no other run is writing to, and
+  the wait for Prefect's answer overlaps its reads instead of delaying its first write;
 - two runs whose plans were made before either applied are still safe: the second one's apply re-reads every
   row before writing it (the drift check) and holds as drifted, or counts as already done, what the first
   one changed, so neither overwrites the other;
@@ -122,15 +123,20 @@ def _acquire(
     run_id: UUID | None,
     logger: logging.Logger | logging.LoggerAdapter[Any],
     cancelled: threading.Event,
+    on_busy: Callable[[], None] | None = None,
 ) -> UUID | None:
     """The tenant slot's lease, after waiting (saying so) while another run holds it; ``None`` if
-    ``cancelled`` was set first. Raises :class:`TenantBusyError` after ``wait`` seconds."""
+    ``cancelled`` was set first. ``on_busy``, called once when the slot is found taken, may free it (a
+    dead holder's). Raises :class:`TenantBusyError` after ``wait`` seconds."""
     name = limit_name(tenant_key)
     _ensure_limit(name)
     holder = ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None
     deadline = time.monotonic() + wait
     with api_client() as client:
         lease = _try_acquire(client, name, holder)
+        if lease is None and on_busy is not None:
+            on_busy()
+            lease = _try_acquire(client, name, holder)
         if lease is None:
             _say_waiting(
                 f"waiting for another run applying to tenant {tenant_key} (up to {wait:.0f} s)", run_id, logger
@@ -154,15 +160,18 @@ class TenantSlot:
     """The tenant's apply slot for one apply round: asked for (:meth:`request`, in the background), held
     (:meth:`held`, waiting for it if need be), released (at the end of :meth:`held`, or by :meth:`release`).
 
-    A run that applies without waiting for a person (``--approve``, auto mode) asks for the slot as soon
-    as its plan is made, so the wait for it (Prefect's lease calls; most of a second when the server is
-    busy recording task runs) overlaps the preview, the approval record and reading the approved plan
-    rather than delaying the first write. Once acquired, the lease is renewed until released. A run paused
+    A run that applies without waiting for a person (``--approve``, auto mode) asks for the slot when it
+    starts, so the wait for it (Prefect's lease calls; most of a second when a SQLite-backed server is busy
+    recording task runs) overlaps its reads rather than delaying its first write, and gives it back as soon
+    as its plan shows nothing to apply. Once acquired, the lease is renewed until released. A run paused
     for approval asks only after the pause (:meth:`held` alone), so a paused run never holds the slot.
     """
 
-    def __init__(self, tenant_key: str, *, wait_seconds: float | None = None) -> None:
+    def __init__(
+        self, tenant_key: str, *, wait_seconds: float | None = None, on_busy: Callable[[], None] | None = None
+    ) -> None:
         self.tenant_key = tenant_key
+        self._on_busy = on_busy
         self._wait = WAIT_SECONDS if wait_seconds is None else wait_seconds
         self._cancelled = threading.Event()
         self._stop = threading.Event()
@@ -183,7 +192,9 @@ class TenantSlot:
 
             def work() -> None:
                 try:
-                    lease = context.run(_acquire, self.tenant_key, self._wait, run_id, logger, self._cancelled)
+                    lease = context.run(
+                        _acquire, self.tenant_key, self._wait, run_id, logger, self._cancelled, self._on_busy
+                    )
                     if lease is not None:
                         self._renewer = threading.Thread(
                             target=context.run, args=(_renew, lease, self._stop, logger),

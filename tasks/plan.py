@@ -18,7 +18,7 @@ from flows.tenant_slot import LEASE_LABEL, release_lease
 from scimflow import pipeline
 from scimflow.config import Config
 from scimflow.plan_store import store_plan
-from scimflow.state import mark_crashed_runs
+from scimflow.state import StateStore, mark_crashed_runs
 
 __all__ = ["plan_changes", "start_sync_run"]
 
@@ -103,11 +103,25 @@ def start_sync_run(config: Config, mode: str, planned: pipeline.PlanOutcome, flo
     """
     store = pipeline.open_store(config)
     try:
-        crashed = mark_crashed_runs(store, _alive)
-        if crashed:
-            get_run_logger().warning("runs whose process died, now marked crashed: %s", ", ".join(crashed))
+        _mark_crashed(store)
         return store.start_run(
             mode, plan_hash=planned.plan_hash, source_users=planned.source_users, flow_run_id=flow_run_id
         )
+    finally:
+        store.close()
+
+
+def _mark_crashed(store: StateStore) -> None:
+    crashed = mark_crashed_runs(store, _alive)
+    if crashed:
+        get_run_logger().warning("runs whose process died, now marked crashed: %s", ", ".join(crashed))
+
+
+def reap_dead_runs(config: Config) -> None:
+    """Mark crashed the tenant's runs whose process died, freeing the tenant slot one of them held
+    (:func:`_alive`): what :func:`start_sync_run` does first, for a run that finds the slot taken earlier."""
+    store = pipeline.open_store(config)
+    try:
+        _mark_crashed(store)
     finally:
         store.close()

@@ -12,6 +12,7 @@ from scimflow.apply import (
     FormReply,
     PlanRow,
     applies_unattended,
+    approved_in_advance,
     approver_label,
     automatic_approval,
     check_form,
@@ -52,9 +53,12 @@ def test_automatic_approval_comes_from_the_command_line_or_auto_mode(
 def test_a_run_applies_unattended_only_when_approved_without_a_person_and_with_changes(
     mode: str, cli: bool, rows: int, verdict: str, expected: bool
 ) -> None:
-    """Who may ask for the tenant's apply slot as soon as it has planned (flows/tenant_slot.py)."""
+    """Who holds the tenant's apply slot from the start of the run, and keeps it after planning."""
     assert applies_unattended(mode, cli_approved=cli, change_rows=rows, verdict=verdict) is expected
     assert not expected or automatic_approval(mode, cli_approved=cli, os_user="kari") is not None
+    # held from the run's start exactly when approved without a person (changes or not)
+    assert approved_in_advance(mode, cli_approved=cli) is (mode != "preview" and (cli or mode == "auto"))
+    assert approved_in_advance(mode, cli_approved=cli) or not expected
 
 
 def test_the_approver_is_named_by_how_the_approval_was_given() -> None:

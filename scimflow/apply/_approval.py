@@ -104,15 +104,22 @@ def automatic_approval(mode: str, *, cli_approved: bool, os_user: str | None = N
     return None
 
 
-def applies_unattended(mode: str, *, cli_approved: bool, change_rows: int, verdict: str) -> bool:
-    """Whether a planned run goes on to apply with no person to wait for: changes to make, a source healthy
-    enough to plan from, and the approval of the command line or of auto mode (:func:`automatic_approval`).
+def approved_in_advance(mode: str, *, cli_approved: bool) -> bool:
+    """Whether a run, if it plans changes, applies them with no person to wait for: the approval of the
+    command line or of auto mode (:func:`automatic_approval`); a preview never applies.
 
-    Such a run may ask for the tenant's apply slot as soon as it has planned (``flows/tenant_slot.py``).
+    Such a run holds the tenant's apply slot from its start (``flows/tenant_slot.py``): its plan is made
+    against a target no other run of the tenant is writing to, and the wait for the slot overlaps its reads.
     """
-    if mode == "preview" or change_rows == 0 or verdict == "source_unhealthy":
+    return mode != "preview" and (cli_approved or mode == "auto")
+
+
+def applies_unattended(mode: str, *, cli_approved: bool, change_rows: int, verdict: str) -> bool:
+    """Whether a planned run goes on to apply with no person to wait for: :func:`approved_in_advance`, with
+    changes to make and a source healthy enough to plan from. A run that does not gives its slot back."""
+    if change_rows == 0 or verdict == "source_unhealthy":
         return False
-    return cli_approved or mode == "auto"
+    return approved_in_advance(mode, cli_approved=cli_approved)
 
 
 def approver_label(approval: Approval | None) -> str:
