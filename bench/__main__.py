@@ -69,8 +69,8 @@ per request kind (`busy_ms` of its `/_emulator/stats`).
 Every apply scenario also puts the plan's own estimate of its apply (`cost.json`, issue 20: the requests the
 writer says it will send x the round trip the extract measured / the write concurrency, plus the client's work per
 request and 6 round trips) beside the measured apply, in the *Apply est.* column (estimate / measured, `MISS` beyond
-±25 %); for *flow* rows the measured span starts at the first chunk task, after the wait for the tenant's apply slot
-(Prefect's). The notes compare the requests estimated with those the emulator counted.
+±25 %); for *flow* rows the measured span starts at the first chunk task, after Prefect's work before it (the
+tenant's apply slot, which an `--approve` run asks for when it starts, and submitting the chunk tasks). The notes compare the requests estimated with those the emulator counted.
 The figures are wall times on a shared machine: compare the load average above with the core count.
 """
 

@@ -138,13 +138,15 @@ def run_flow(emu: Emulators, *, api_url: str, name: str, title: str, users: int,
         ok=result.status in ("applied", "nothing_to_do"),
     )
     # The estimate covers the apply engine's work (from the first chunk task's start, which makes the writer,
-    # to finish-changes' end); the wait for the tenant's apply slot before it is the orchestrator's.
+    # to finish-changes' end); what comes before it is the orchestrator's: submitting the chunk tasks, and the
+    # tenant's apply slot if the run still waits for it (an --approve run asks for it when it starts).
     chunks = parts.get("apply-changes")
     engine = (max(hi for _, hi in parts.values()) - chunks[0]) if chunks else None
     if chunks and parts.get("load-approved-plan"):
         waited = chunks[0] - parts["load-approved-plan"][1]
-        out.notes.append(f"{waited:.2f} s between load-approved-plan and the first apply-changes task (the tenant's"
-                         " apply slot, Prefect's work: not in the estimate)")
+        out.notes.append(f"{waited:.2f} s between load-approved-plan and the first apply-changes task (Prefect's"
+                         " work: the progress artifact, the tenant's apply slot, submitting the chunk tasks; not in"
+                         " the estimate)")
     check_cost(out, result.plan_dir, engine, None, "first apply-changes start to finish-changes end")
     return out
 
