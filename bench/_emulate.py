@@ -12,6 +12,7 @@ pipeline, so the pipeline's peak RSS is its own.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     del graph, so
     with host:
+        # The loaded tenants (10,000s of objects) live as long as the process: frozen, the collector's full
+        # passes skip them (each one otherwise stopped the emulators' event loops for ~130 ms at 10k users).
+        gc.collect()
+        gc.freeze()
         info = {"graph": host.graph_origin, "superoffice": host.superoffice_origin, "config": str(host.config_path),
                 "ca_bundle": str(host.ca_bundle), "startup_s": round(time.perf_counter() - t0, 2)}
         sys.stdout.write(json.dumps(info) + "\n")

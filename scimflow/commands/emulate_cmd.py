@@ -8,6 +8,7 @@ both emulators accept connections (see :class:`scimflow.emulators.host.EmulatorH
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -159,6 +160,8 @@ def run_emulate(
         except ValueError as exc:  # a SCIM fixture record scim2-models refuses (the message names it)
             _err(f"error: {exc}")
             return 1
+        gc.collect()  # the tenants loaded live as long as this process: the collector's full passes skip them
+        gc.freeze()
         try:
             _out(f"Graph emulator:       {host.graph_origin}  ({len(graph.get('users', []))} users)")
             if scim:
