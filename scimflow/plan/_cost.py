@@ -72,9 +72,10 @@ COST_FILE = "cost.json"
 #: the last chunk's read-back.
 FIXED_ROUNDS = 6
 #: Round trips each chunk adds to the apply beyond its requests' share, measured in ``make bench`` on a quiet
-#: machine (20 ms round trips, 10 chunks): the flow's chunk tasks added 1.4 s to a nightly run of 1,166 requests,
-#: the plain apply (no Prefect) 0.6 s to one of 1,169: 4 per chunk sits between the two.
-CHUNK_ROUNDS = 4
+#: machine (20 ms round trips, 10 chunks, commit 15280d6): the flow's chunk tasks added 0.2-0.3 s to runs of
+#: 1,166 and 2,039 requests, the plain apply (no Prefect) next to nothing to one of 1,169; 2 per chunk covers
+#: both. (It was 4 while a locked Prefect server's 503 could stall the flow 2 s: ``flows/prefect_client.py``.)
+CHUNK_ROUNDS = 2
 #: The client's own work per request, done one thread at a time (the GIL), in ms: the apply's time per request
 #: beyond ``round trip / concurrency`` in ``make bench``'s write-bound runs on a quiet machine (AMD EPYC), which
 #: ranged from 0.1 ms (10,000 creates in 59 s) to 0.5 ms (the same in 65 s) for the SuperOffice writer and was
