@@ -16,7 +16,9 @@ import pytest
 
 from tests.flows.flowkit import FIXTURES, Tenant, start_tenant, stop_tenant
 
-__all__ = ["RunningServer", "prefect_api", "tenant_factory"]
+from .nightkit import Webhook, serve_webhook
+
+__all__ = ["RunningServer", "prefect_api", "tenant_factory", "webhook"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,10 @@ def tenant_factory(tmp_path: Path) -> Iterator[Callable[..., Tenant]]:
     yield make
     for tenant in started:
         stop_tenant(tenant)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    """A webhook receiver on a free loopback port, for the test's duration (nightkit.serve_webhook)."""
+    with serve_webhook() as hook:
+        yield hook

@@ -6,16 +6,14 @@ receiver in the test, from the session's real Prefect server (its triggers servi
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from scimflow.config import load_config
 from scimflow.pipeline import open_store
 from tests.flows.flowkit import params, run_flow_state, start_paused, wait_for
 
-from .nightkit import WIDE
+from .nightkit import WIDE, Webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,44 +125,6 @@ def test_an_unhealthy_source_after_a_drop_names_the_last_count_and_the_budget() 
 
 
 # --- on the server -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Webhook:
-    """A local HTTP receiver: where it listens and the JSON bodies posted to it."""
-
-    url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-    def about(self, *needles: str) -> list[dict[str, Any]]:
-        """The notifications whose subject or body mention every one of ``needles``."""
-        return [m for m in list(self.received) if all(n in m["subject"] + "\n" + m["body"] for n in needles)]
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    """A webhook receiver on a free loopback port, for the test's duration."""
-    hook = Webhook(url="")
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            hook.received.append(json.loads(body or b"{}"))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -4,13 +4,9 @@ post to the notification block, here a CustomWebhookNotificationBlock aimed at a
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 import yaml
@@ -19,46 +15,9 @@ from scimflow.config import load_config
 from scimflow.emulators.serve import free_port
 from tests.flows.flowkit import params, start_paused, wait_for
 
-from .nightkit import WIDE
+from .nightkit import WIDE, Webhook
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_api")]
-
-
-@dataclass
-class Webhook:
-    """A local HTTP receiver: where it listens and the JSON bodies posted to it."""
-
-    url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-    def subjects(self) -> list[str]:
-        return [str(b.get("subject")) for b in list(self.received)]
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    """A webhook receiver on a free loopback port, for the test's duration."""
-    hook = Webhook(url="")
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            hook.received.append(json.loads(body or b"{}"))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
