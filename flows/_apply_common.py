@@ -61,7 +61,6 @@ class _Progress:
     server, which is busy recording the chunks' task runs. :meth:`close` waits for the last update."""
 
     def __init__(self, key: str | None, description: str) -> None:
-        self._key = key
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scimflow-progress")
         self._id: Future[UUID] | None = None
         if key is not None:

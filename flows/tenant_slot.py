@@ -1,11 +1,12 @@
 """One apply per tenant at a time: a Prefect global concurrency limit ``scimflow-tenant-<key>`` of one slot.
 
-The slot is held **only around the run's writes** (its chunks, each approval round), not from plan to apply:
+A run that waits for a person holds the slot **only around its writes** (its chunks, each approval round);
+a run with no person to wait for holds it from its start to the end of its apply:
 
 - a run paused for approval (up to hours) holds nothing, so it never blocks the tenant's nightly run; a
-  run with no person to wait for (``--approve``, auto mode) asks for it when it starts and holds it from
-  plan to apply (:class:`TenantSlot`): its plan is made against a target no other run is writing to, and
-  the wait for Prefect's answer overlaps its reads instead of delaying its first write;
+  run with no person to wait for (``--approve``, auto mode) asks for it when it starts (:class:`TenantSlot`):
+  its plan is made against a target no other run is writing to, and the wait for Prefect's answer overlaps
+  its reads instead of delaying its first write;
 - two runs whose plans were made before either applied are still safe: the second one's apply re-reads every
   row before writing it (the drift check) and holds as drifted, or counts as already done, what the first
   one changed, so neither overwrites the other;
@@ -242,6 +243,8 @@ class TenantSlot:
                 )
                 self._releasing.start()
             releasing = self._releasing
+        if future is None and first is not None:  # nothing asked for: nothing to give back after it
+            first()
         if wait and releasing is not None:
             releasing.join(LEASE_SECONDS)
 

@@ -10,10 +10,10 @@ from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
+from flows.prefect_client import api_client
 from flows.tenant_slot import LEASE_LABEL, release_lease
 from scimflow import pipeline
 from scimflow.config import Config
@@ -77,7 +77,7 @@ def _alive(row: dict[str, Any]) -> bool:
     """
     if not row.get("flow_run_id"):
         return True
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         try:
             run = client.read_flow_run(UUID(str(row["flow_run_id"])))
         except (ObjectNotFound, ValueError):
