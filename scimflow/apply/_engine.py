@@ -37,6 +37,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from scimflow.apply._outcome import ApplyReport
@@ -234,7 +235,7 @@ def _apply_chunk(
     # The writer's bulk preparation (e.g. the creates' user names) runs side by side with the re-read.
     ids = sorted({pid for r in todo if r.action != "create" and (pid := r.partner_id) is not None})
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="scimflow-reread") as pool:
-        reread = pool.submit(writer.read_users, ids) if ids else None
+        reread = pool.submit(partial(writer.read_users, ids, rows=todo)) if ids else None
         prepared = pool.submit(writer.prepare, todo, retried=started) if todo else None
         current = reread.result() if reread is not None else {}
         chunk = prepared.result() if prepared is not None else None

@@ -72,12 +72,13 @@ class Writer(Protocol):
         threads."""
         ...
 
-    def read_users(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    def read_users(self, ids: Sequence[str], *, rows: Sequence[PlanRow] = ()) -> dict[str, Mapping[str, Any]]:
         """The current state of these users, read in bulk: ``{partner id: record}``.
 
         An id missing from the answer is a user that is gone. A record is whatever :meth:`differences` and
         :meth:`write` understand (e.g. the user's values under the plan's field names). Used for the drift
-        re-read before a chunk's writes and for the read-back after them.
+        re-read before a chunk's writes (``rows``: the plan rows behind ``ids``, for a writer that finds a
+        user whose cached id is gone by other keys) and for the read-back after them.
         """
         ...
 

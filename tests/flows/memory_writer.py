@@ -57,7 +57,7 @@ class MemoryWriter:
     def concurrency(self) -> int:
         return self._concurrency
 
-    def read_users(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    def read_users(self, ids: Sequence[str], *, rows: Sequence[PlanRow] = ()) -> dict[str, Mapping[str, Any]]:
         with self._lock:
             self.calls.append(("read_users", sorted(ids)))
             return {i: dict(self.users[i]) for i in ids if i in self.users}

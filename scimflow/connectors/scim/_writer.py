@@ -43,12 +43,7 @@ from scimflow.connectors.scim._mapping import USER_FIELDS, user_values
 from scimflow.rules import ELEMENTS
 from scimflow.vocab import same_value
 
-__all__ = ["REMATCH_WAIT", "ScimWriter"]
-
-#: At most how long :meth:`ScimWriter.read_users` waits for the rows of the ids that answered 404 (the chunk's
-#: :meth:`ScimWriter.prepare` runs beside the re-read and names them before any request); an id that no
-#: prepared row names (e.g. a read outside an apply) is gone after this wait.
-REMATCH_WAIT = 2.0
+__all__ = ["ScimWriter"]
 
 
 @dataclass
@@ -60,6 +55,12 @@ class _Chunk:
     removes: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     rows: dict[str, list[RowKey]] = field(default_factory=lambda: defaultdict(list))
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _who(row: PlanRow) -> tuple[str, str | None]:
+    """What a user whose cached id is gone is found by again: the row's ``userName``, its Entra id."""
+    user_name = row.from_values().get("user_name") or row.to_values().get("user_name") or row.key
+    return str(user_name), row.entra_id
 
 
 def _same(name: str, current: Any, wanted: Any) -> bool:
@@ -96,9 +97,6 @@ class ScimWriter:
         # Every write and membership PATCH holds a slot: requests in flight never exceed write_concurrency,
         # though membership PATCHes of one chunk run beside the next chunk's writes.
         self._slots = threading.BoundedSemaphore(config.write_concurrency)
-        # cached id -> (userName, Entra id) of the rows prepared: what a 404 on that id re-matches by
-        self._who: dict[str, tuple[str, str | None]] = {}
-        self._who_known = threading.Condition()
 
     @property
     def concurrency(self) -> int:
@@ -170,13 +168,12 @@ class ScimWriter:
         return {**values, **values_from_groups(self.prefix, groups), "groups": groups}
 
     # ------------------------------------------------------------------ protocol
-    def read_users(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    def read_users(self, ids: Sequence[str], *, rows: Sequence[PlanRow] = ()) -> dict[str, Mapping[str, Any]]:
         """Each user by id (``GET /Users/{id}``, in parallel; a write's own answer is used once instead).
 
-        An id that answers 404 and belongs to a prepared row (:meth:`prepare`, which the engine runs beside
-        this re-read: it is waited for up to :data:`REMATCH_WAIT` seconds) is re-matched by that row's
-        ``userName``, then its Entra id as ``externalId``; the user found is returned under the id asked for,
-        its own ``id`` in the record. Not found: left out (gone).
+        An id that answers 404 and is the partner of one of ``rows`` (the drift re-read's) is re-matched by
+        that row's ``userName``, then its Entra id as ``externalId``; the user found is returned under the id
+        asked for, its own ``id`` in the record. Not found: left out (gone).
         """
         self._load_groups()
 
@@ -195,11 +192,9 @@ class ScimWriter:
             return {}
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(wanted))) as pool:
             found = list(pool.map(one, wanted))
-            gone = [uid for uid, v in zip(wanted, found, strict=True) if v is None]
-            if gone:
-                with self._who_known:
-                    self._who_known.wait_for(lambda: all(u in self._who for u in gone), timeout=REMATCH_WAIT)
-                    who = {u: w for u in gone if (w := self._who.get(u)) is not None}
+            gone = {uid for uid, v in zip(wanted, found, strict=True) if v is None}
+            who = {r.partner_id: _who(r) for r in rows if r.partner_id in gone and r.action != "create"}
+            if who:
                 again = dict(zip(who, pool.map(self._rematch, who, who.values()), strict=True))
                 found = [again.get(uid) if v is None else v for uid, v in zip(wanted, found, strict=True)]
         return {uid: self._record(v) for uid, v in zip(wanted, found, strict=True) if v is not None}
@@ -217,12 +212,6 @@ class ScimWriter:
 
     def prepare(self, rows: Sequence[PlanRow], *, retried: AbstractSet[str]) -> _Chunk:
         """Create the computed groups the rows' new values need (before any membership is sent)."""
-        with self._who_known:  # first, before any request: read_users may be waiting for it
-            for row in rows:
-                if row.action != "create" and row.partner_id is not None:
-                    user_name = row.from_values().get("user_name") or row.to_values().get("user_name") or row.key
-                    self._who[row.partner_id] = (str(user_name), row.entra_id)
-            self._who_known.notify_all()
         names: set[str] = set()
         before: set[str] = set()
         for row in rows:

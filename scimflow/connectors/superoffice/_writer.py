@@ -131,7 +131,7 @@ class SuperOfficeWriter:
         return ref
 
     # ------------------------------------------------------------------ reads
-    def read_users(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    def read_users(self, ids: Sequence[str], *, rows: Sequence[PlanRow] = ()) -> dict[str, Mapping[str, Any]]:
         """``SO_SCHEMA`` records of these users (one bulk ``associateDbId oneOf`` read), by associate id."""
         self.reference()
         frame = self.target.read_users_by_id([int(i) for i in ids])
